@@ -1,0 +1,65 @@
+"""Adapters for ComfyUI's `comfy.sd.VAE`, imported lazily so the engine runs without ComfyUI."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from typing import Any, Optional
+
+import torch
+
+from .wan import WanChunkDecoder, WanParts
+
+log = logging.getLogger(__name__)
+
+
+def is_comfy_vae(vae: Any) -> bool:
+    """ComfyUI's VAE wrapper, recognised by the attributes we use rather than by importing comfy."""
+    return all(hasattr(vae, name) for name in ("first_stage_model", "patcher", "vae_dtype", "device"))
+
+
+def wan_parts_from_comfy(model: torch.nn.Module) -> Optional[WanParts]:
+    """Describe ComfyUI's Wan 2.1 (`comfy.ldm.wan.vae`) or Wan 2.2 (`comfy.ldm.wan.vae2_2`) model, or None."""
+    module = sys.modules.get(type(model).__module__)
+    if type(model).__name__ != "WanVAE" or module is None:
+        return None
+    if not (hasattr(model, "conv2") and hasattr(model, "decoder") and hasattr(model, "z_dim")):
+        return None
+    if module.__name__.endswith("vae2_2"):
+        unpatchify = getattr(module, "unpatchify", None)
+        if unpatchify is None:
+            return None
+        return WanParts("wan2.2", model.conv2, model.decoder, model.z_dim, 16,
+                        lambda x: unpatchify(x, patch_size=2))
+    if module.__name__.endswith(".vae"):
+        if hasattr(module, "count_conv3d"):          # ComfyUI 0.3.64: one latent frame per call
+            per_step = 1
+        elif hasattr(module, "count_cache_layers"):  # newer ComfyUI: 1 frame, then 2 per call, list output
+            per_step = 2
+        else:
+            return None
+        return WanParts("wan2.1", model.conv2, model.decoder, model.z_dim, 8, None, per_step)
+    return None
+
+
+def comfy_chunk_decoder(vae: Any, latent: torch.Tensor) -> Optional[WanChunkDecoder]:
+    """Load the VAE the way ComfyUI's VAE Decode does, then return our chunk decoder over its model."""
+    parts = wan_parts_from_comfy(vae.first_stage_model)
+    if parts is None:
+        return None
+    decoder = WanChunkDecoder(parts, vae.device, vae.vae_dtype, name=f"ComfyUI {parts.family} (chunked)")
+    decoder.check_latent(latent)
+    load_comfy_vae(vae, latent)
+    return decoder
+
+
+def load_comfy_vae(vae: Any, latent: torch.Tensor) -> None:
+    """Ask ComfyUI's model management to put the VAE on its device, freeing other models as it would.
+
+    Must run on the executing thread: load_models_gpu edits global lists that are not thread-safe.
+    """
+    from comfy import model_management  # noqa: PLC0415 - ComfyUI is optional for the engine
+
+    vae.throw_exception_if_invalid()
+    memory = vae.memory_used_decode(latent.shape, vae.vae_dtype)
+    model_management.load_models_gpu([vae.patcher], memory_required=memory, force_full_load=vae.disable_offload)

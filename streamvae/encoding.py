@@ -1,0 +1,170 @@
+"""What the user may ask the encoder for, checked before any decoding starts.
+
+Names follow what ComfyUI users see in nodes (containers mp4/mkv/mov/webm, codecs h264/hevc/av1/prores/ffv1,
+x264's preset names); this module maps them to PyAV encoders and options, and turns every impossible combination
+into a StreamVAEError that says what would work.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Optional, Union
+
+from .errors import StreamVAEError
+
+log = logging.getLogger("streamvae")
+
+# container name -> (FFmpeg muxer, codecs it can hold, audio codec for it)
+CONTAINERS = {
+    "mp4": ("mp4", ("h264", "hevc", "av1"), "aac"),
+    "mkv": ("matroska", ("h264", "hevc", "av1", "prores", "ffv1"), "aac"),
+    "mov": ("mov", ("h264", "hevc", "prores"), "aac"),
+    "webm": ("webm", ("av1",), "libopus"),
+}
+
+PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow")
+
+
+@dataclass(frozen=True)
+class Codec:
+    software: str                   # the PyAV encoder used on any machine
+    nvenc: Optional[str]            # the NVENC encoder, where the GPU has one
+    pix_fmts: tuple[str, ...]       # first one is the default
+    crf_range: Optional[tuple[int, int]] = None  # None: the codec has no quality knob we expose
+    default_crf: Optional[int] = None
+
+
+CODECS = {
+    "h264": Codec("libx264", "h264_nvenc", ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le"), (0, 51), 19),
+    "hevc": Codec("libx265", "hevc_nvenc", ("yuv420p", "yuv444p", "yuv420p10le", "yuv444p10le"), (0, 51), 21),
+    "av1": Codec("libsvtav1", "av1_nvenc", ("yuv420p", "yuv420p10le"), (0, 63), 30),
+    "prores": Codec("prores_ks", None, ("yuv422p10le", "yuv444p10le")),
+    # Lossless: bgr0 keeps the RGB bytes exactly; the yuv formats are there for smaller files.
+    "ffv1": Codec("ffv1", None, ("bgr0", "yuv444p", "yuv420p")),
+}
+
+ENCODERS = ("auto", "software", "nvenc")
+MAX_FPS = 240
+
+FpsLike = Union[int, float, str, Fraction]
+
+
+def parse_fps(fps: FpsLike) -> Fraction:
+    """16, 23.976, "24", "30000/1001" or a Fraction -> an exact Fraction within (0, 240]."""
+    try:
+        if isinstance(fps, float):
+            value = Fraction(fps).limit_denominator(1001)
+        else:
+            value = Fraction(fps)
+    except (ValueError, ZeroDivisionError, TypeError):
+        raise StreamVAEError(f"fps {fps!r} is not a number; give e.g. 16, 24 or 30000/1001") from None
+    if not 0 < value <= MAX_FPS:
+        raise StreamVAEError(f"fps {fps!r} is out of range; use a frame rate above 0 and at most {MAX_FPS} "
+                             "(Wan 2.1 and Wan 2.2 14B render at 16, Wan 2.2 5B at 24)")
+    return value
+
+
+@dataclass(frozen=True)
+class EncodeSettings:
+    """The user's choices; `resolve()` checks them and picks the concrete encoder."""
+
+    fps: Fraction
+    container: str = "mp4"
+    codec: str = "h264"
+    crf: Optional[int] = None
+    preset: str = "medium"
+    pix_fmt: Optional[str] = None
+    encoder: str = "auto"
+    threads: int = 0  # 0: let the encoder use every core
+
+    def __post_init__(self):
+        object.__setattr__(self, "fps", parse_fps(self.fps))
+
+
+@dataclass(frozen=True)
+class ResolvedEncoder:
+    muxer: str
+    encoder: str
+    pix_fmt: str
+    options: dict = field(default_factory=dict)
+    audio_codec: str = "aac"
+    hardware: bool = False
+
+
+def _choice(kind: str, value, allowed) -> None:
+    if value not in allowed:
+        raise StreamVAEError(f"unknown {kind} {value!r}; choose one of: {', '.join(map(str, allowed))}")
+
+
+def resolve(settings: EncodeSettings) -> ResolvedEncoder:
+    """Check the settings together and map them onto one PyAV encoder with its options."""
+    _choice("container", settings.container, tuple(CONTAINERS))
+    _choice("codec", settings.codec, tuple(CODECS))
+    _choice("encoder", settings.encoder, ENCODERS)
+    _choice("preset", settings.preset, PRESETS)
+    muxer, holds, audio_codec = CONTAINERS[settings.container]
+    if settings.codec not in holds:
+        fits = [name for name, (_, codecs, _) in CONTAINERS.items() if settings.codec in codecs]
+        raise StreamVAEError(f"a {settings.container} file cannot hold {settings.codec}; it holds "
+                             f"{', '.join(holds)}. Use {' or '.join(fits)} for {settings.codec}")
+    codec = CODECS[settings.codec]
+    pix_fmt = settings.pix_fmt or codec.pix_fmts[0]
+    if pix_fmt not in codec.pix_fmts:
+        raise StreamVAEError(f"{settings.codec} cannot encode pixel format {pix_fmt!r}; "
+                             f"choose one of: {', '.join(codec.pix_fmts)}")
+    crf = settings.crf if settings.crf is not None else codec.default_crf
+    if crf is not None and codec.crf_range is not None:
+        low, high = codec.crf_range
+        if not low <= crf <= high:
+            raise StreamVAEError(f"crf {crf} is out of range for {settings.codec}; use {low} (best) to {high}")
+    if settings.threads < 0:
+        raise StreamVAEError(f"threads {settings.threads} must be 0 (all cores) or more")
+
+    if codec.nvenc and settings.encoder != "software" and nvenc_available(codec.nvenc):
+        return ResolvedEncoder(muxer, codec.nvenc, pix_fmt, _nvenc_options(crf, settings.preset),
+                               audio_codec, hardware=True)
+    if settings.encoder == "nvenc":
+        log.warning("streamvae: %s is not available on this machine; encoding with %s on the CPU instead",
+                    codec.nvenc or f"an NVENC encoder for {settings.codec}", codec.software)
+    return ResolvedEncoder(muxer, codec.software, pix_fmt, _software_options(codec, crf, settings.preset),
+                           audio_codec)
+
+
+def _software_options(codec: Codec, crf: Optional[int], preset: str) -> dict:
+    if codec.software in ("libx264", "libx265"):
+        options = {"crf": str(crf), "preset": preset}
+        if codec.software == "libx265":
+            options["x265-params"] = "log-level=error"
+        return options
+    if codec.software == "libsvtav1":
+        # SVT-AV1 presets are numbers, 0 (slowest) to 13; map x264's names onto the same speed order.
+        return {"crf": str(crf), "preset": str(4 + PRESETS.index(preset))}
+    if codec.software == "prores_ks":
+        return {"profile": "3"}  # ProRes 422 HQ, the usual editing intermediate
+    return {"level": "3", "slicecrc": "1"}  # ffv1 version 3: multithreaded and checksummed
+
+
+def _nvenc_options(crf: Optional[int], preset: str) -> dict:
+    # NVENC presets run p1 (fastest) .. p7 (best); constant-quality VBR stands in for crf.
+    speed = min(7, 1 + PRESETS.index(preset) * 7 // len(PRESETS))
+    return {"preset": f"p{speed}", "rc": "vbr", "cq": str(crf), "b": "0"}
+
+
+@functools.lru_cache(maxsize=None)
+def nvenc_available(encoder: str) -> bool:
+    """Open the encoder once on a tiny frame: the only reliable test (a listed codec may lack the hardware)."""
+    import av  # noqa: PLC0415 - keep `import streamvae` light
+
+    try:
+        context = av.CodecContext.create(encoder, "w")
+        context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
+        context.time_base = Fraction(1, 24)
+        context.open()
+        context.close()
+        return True
+    except Exception as error:  # noqa: BLE001 - any failure means "not usable here"
+        log.info("streamvae: %s is not usable here (%s)", encoder, error)
+        return False
