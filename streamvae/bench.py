@@ -1,0 +1,189 @@
+"""`python -m streamvae bench`: stock-like decode-then-encode vs the streaming pipeline, one run, one machine.
+
+Both paths run the real Wan VAE architecture with random weights on the same latent, and both hand the encoder
+the same realistic frames (photographs panned and zoomed) in place of the decoder's meaningless pixels; the
+decoder's output is still computed in full. See streamvae/synthetic.py for why.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+import subprocess
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Optional
+
+import av
+import torch
+
+from .api import source_from_decoder, write_video
+from .decoders import decoder_for
+from .encoding import EncodeSettings
+from .pipeline import FrameSource
+from .stats import DecodeStats, PeakRSS, peak_vram_tracker
+from .synthetic import SPATIAL_SCALE, PanZoomContent, random_latent, random_wan_vae
+
+CONTENT_NOTE = ("decoder: real Wan VAE architecture, random weights, real arithmetic; encoder: fed natural "
+                "photographs panned and zoomed, of the same size, instead of the random decoder's noise")
+
+
+@dataclass
+class BenchCase:
+    arch: str
+    frames: int
+    height: int
+    width: int
+    fps: Fraction
+    dtype: torch.dtype
+    device: torch.device
+
+
+def default_case(arch: str, device: torch.device) -> BenchCase:
+    """1280x720x161 on a GPU; on a CPU a small size that finishes in about a minute."""
+    fps = Fraction(16) if arch == "wan2.1" else Fraction(24)
+    if device.type == "cuda":
+        height = 720 if arch == "wan2.1" else 704
+        return BenchCase(arch, 161 if arch == "wan2.1" else 121, height, 1280, fps, torch.bfloat16, device)
+    return BenchCase(arch, 9, 96, 160, fps, torch.float32, device)
+
+
+def machine_info(device: torch.device) -> dict:
+    info = {"date": datetime.date.today().isoformat(), "torch": torch.__version__, "pyav": av.__version__,
+            "cpu": platform.processor() or platform.machine(), "cpu_count": _cpu_count()}
+    if device.type == "cuda":
+        info["card"] = torch.cuda.get_device_name(device)
+        info["driver"] = _nvidia_driver()
+    else:
+        info["card"] = "none (CPU)"
+    return info
+
+
+def _cpu_count() -> int:
+    import os  # noqa: PLC0415
+
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+
+
+def _nvidia_driver() -> str:
+    try:
+        return subprocess.run(["nvidia-smi", "--query-gpu=driver_version", "--format=csv,noheader"],
+                              capture_output=True, text=True, timeout=10).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def _synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def run_stock_like(vae, latent: torch.Tensor, content: torch.Tensor, settings: EncodeSettings, path: Path,
+                   case: BenchCase) -> DecodeStats:
+    """What ComfyUI 0.3.64 does: VAE.decode of the whole video under inference_mode (chunks concatenated on the
+    GPU), one blocking copy to the host, float32 and process_output there, then SaveVideo's frame loop."""
+    peak_vram = peak_vram_tracker(case.device)
+    with PeakRSS() as rss:
+        started = time.perf_counter()
+        with torch.inference_mode():
+            decoded = vae.decode(latent.to(case.dtype)).sample
+            _synchronize(case.device)
+            decode_seconds = time.perf_counter() - started
+            images = torch.clamp((decoded.to("cpu").float() + 1.0) / 2.0, min=0.0, max=1.0).movedim(1, -1)[0]
+            del decoded
+            images = content if content.shape == images.shape else images  # realistic frames, same shape
+            encode_started = time.perf_counter()
+            _encode_like_save_video(images, settings, path)
+        encode_seconds = time.perf_counter() - encode_started
+        wall = time.perf_counter() - started
+    return DecodeStats(frames=images.shape[0], width=case.width, height=case.height, fps=float(case.fps),
+                       wall_seconds=wall, decode_seconds=decode_seconds, encode_seconds=encode_seconds,
+                       peak_vram_bytes=peak_vram(), peak_host_rss_bytes=rss.peak,
+                       decoder="AutoencoderKLWan.decode (whole video)", encoder="libx264", path=str(path))
+
+
+def _encode_like_save_video(images: torch.Tensor, settings: EncodeSettings, path: Path) -> None:
+    """ComfyUI's VideoFromComponents.save_to, with the benchmark's crf and preset so both paths encode alike."""
+    with av.open(str(path), mode="w", options={"movflags": "use_metadata_tags"}) as output:
+        stream = output.add_stream("h264", rate=settings.fps)
+        stream.width, stream.height, stream.pix_fmt = images.shape[2], images.shape[1], "yuv420p"
+        stream.codec_context.options = {"crf": str(settings.crf), "preset": settings.preset}
+        for frame in images:
+            image = (frame * 255).clamp(0, 255).byte().cpu().numpy()
+            video_frame = av.VideoFrame.from_ndarray(image, format="rgb24").reformat(format="yuv420p")
+            output.mux(stream.encode(video_frame))
+        output.mux(stream.encode(None))
+
+
+def run_streaming(vae, latent: torch.Tensor, settings: EncodeSettings, path: Path, case: BenchCase, *,
+                  mode: str, progress: Optional[Callable] = None) -> DecodeStats:
+    started = time.perf_counter()
+    decoder = decoder_for(vae, latent)
+    source = source_from_decoder(decoder, latent)
+    content = PanZoomContent(case.height, case.width, device=case.device)
+    swapped = FrameSource(content.swap_into(source.chunks), source.total_frames, source.height, source.width,
+                          source.device, source.unit_range, source.name)
+    return write_video(swapped, path, settings, mode=mode, progress=progress, started=started)
+
+
+def warm_up(vae, case: BenchCase) -> None:
+    """cuDNN picks its algorithms on first use; keep that out of both timings."""
+    scale = SPATIAL_SCALE[case.arch]
+    small = random_latent(vae, 5, 2 * scale, 2 * scale)
+    with torch.inference_mode():
+        vae.decode(small.to(case.dtype))
+    _synchronize(case.device)
+
+
+def run_bench(case: BenchCase, out_dir: Path, *, crf: int = 23, preset: str = "medium", mode: str = "exact",
+              price_per_gpu_hour: float = 3.36, progress: Optional[Callable] = None,
+              log: Callable[[str], None] = print) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    log(f"building the {case.arch} VAE (random weights) on {case.device}, {case.dtype}; "
+        f"video {case.width}x{case.height}, {case.frames} frames at {case.fps} fps")
+    vae = random_wan_vae(case.arch, device=case.device, dtype=case.dtype)
+    latent = random_latent(vae, case.frames, case.height, case.width)
+    settings = EncodeSettings(fps=case.fps, crf=crf, preset=preset, encoder="software")
+    content = PanZoomContent(case.height, case.width, device=case.device).frames(0, case.frames)
+    content = content.permute(0, 2, 3, 1).float().cpu().contiguous()
+    warm_up(vae, case)
+    log("stock-like path: decode the whole video, copy it to the host as float32, then encode ...")
+    stock = run_stock_like(vae, latent, content, settings, out_dir / "stock_like.mp4", case)
+    del content
+    log("streaming path: chunk by chunk, pinned double buffer, encoder thread ...")
+    streaming = run_streaming(vae, latent, settings, out_dir / "streamvae_bench.mp4", case, mode=mode,
+                              progress=progress)
+    for stats in (stock, streaming):
+        stats.price_per_gpu_hour = price_per_gpu_hour
+    report = {"machine": machine_info(case.device), "note": CONTENT_NOTE,
+              "case": {"arch": case.arch, "frames": case.frames, "width": case.width, "height": case.height,
+                       "fps": str(case.fps), "dtype": str(case.dtype).replace("torch.", ""), "crf": crf,
+                       "preset": preset, "mode": mode},
+              "stock_like": stock.as_dict(), "streaming": streaming.as_dict(),
+              "speedup": stock.wall_seconds / streaming.wall_seconds}
+    (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
+    log(format_table(stock, streaming))
+    log(f"speed-up {report['speedup']:.2f}x; {CONTENT_NOTE}")
+    log(f"wrote {out_dir / 'streamvae_bench.mp4'} and {out_dir / 'bench.json'}")
+    return report
+
+
+def format_table(stock: DecodeStats, streaming: DecodeStats) -> str:
+    def gib(value):
+        return "-" if value is None else f"{value / 2**30:.2f}"
+
+    def percent(value):
+        return "-" if value is None else f"{100 * value:.0f}%"
+
+    rows = [("path", "wall s", "decode s", "encode fps", "RTF", "GPU busy", "VRAM GiB", "RSS GiB",
+             "$/video-h")]
+    for name, stats in (("stock-like", stock), ("streaming", streaming)):
+        rows.append((name, f"{stats.wall_seconds:.2f}", f"{stats.decode_seconds:.2f}",
+                     f"{stats.encode_frames_per_second:.0f}", f"{stats.realtime_factor:.2f}",
+                     percent(stats.gpu_busy), gib(stats.peak_vram_bytes), gib(stats.peak_host_rss_bytes),
+                     f"{stats.dollars_per_video_hour:.2f}"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    return "\n".join("  ".join(cell.rjust(width) for cell, width in zip(row, widths)) for row in rows)

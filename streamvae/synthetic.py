@@ -1,0 +1,99 @@
+"""Stand-ins for downloaded weights and real videos, so the benchmark and tests run anywhere.
+
+- `random_wan_vae`: the real Wan VAE architecture (diffusers' AutoencoderKLWan) with real-valued random weights,
+  so the decoder does its real arithmetic. (ComfyUI's layer classes skip init and leave garbage or zeros, which
+  also makes timings lie; diffusers' modules initialise every parameter.)
+- `random_latent`: a latent with Wan's per-channel mean and spread.
+- `PanZoomContent`: natural photographs (scikit-image ships a few) panned and zoomed. A random-weight decoder
+  makes noise-like or flat frames, the encoder's worst and best cases; the benchmark feeds the encoder these
+  realistic frames of the same size instead, while the decoder's output is still computed.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Iterator
+
+import torch
+import torch.nn.functional as F
+
+ARCHES = {
+    # The published configurations (Wan-AI/Wan2.1-T2V-*-Diffusers and Wan2.2-TI2V-5B-Diffusers vae/config.json).
+    "wan2.1": dict(base_dim=96, z_dim=16),
+    "wan2.2": dict(base_dim=160, decoder_base_dim=256, z_dim=48, in_channels=12, out_channels=12, patch_size=2,
+                   scale_factor_spatial=16, is_residual=True),
+}
+SPATIAL_SCALE = {"wan2.1": 8, "wan2.2": 16}
+
+
+def random_wan_vae(arch: str = "wan2.1", *, device="cpu", dtype=torch.float32, seed: int = 0, **overrides):
+    """A decoder-only AutoencoderKLWan with seeded random weights (the encoder is dropped to save memory)."""
+    from diffusers import AutoencoderKLWan  # noqa: PLC0415 - optional dependency (the `bench` extra)
+    from diffusers.utils import logging as diffusers_logging  # noqa: PLC0415
+
+    diffusers_logging.set_verbosity_error()  # its "keep modules in float32" note doesn't apply to a VAE decode
+    if arch not in ARCHES:
+        raise ValueError(f"unknown arch {arch!r}; choose one of {', '.join(ARCHES)}")
+    torch.manual_seed(seed)
+    vae = AutoencoderKLWan(**{**ARCHES[arch], **overrides})
+    del vae.encoder, vae.quant_conv
+    return vae.eval().requires_grad_(False).to(device=device, dtype=dtype)
+
+
+def random_latent(vae, frames: int, height: int, width: int, *, seed: int = 0) -> torch.Tensor:
+    """A `[1, C, T, h, w]` latent for a `frames` x `height` x `width` video, on the VAE's device, float32."""
+    config = vae.config
+    scale = config.scale_factor_spatial
+    latent_frames = (frames - 1) // 4 + 1
+    if (frames - 1) % 4 or height % scale or width % scale:
+        raise ValueError(f"a Wan video is 4k+1 frames and a multiple of {scale} pixels; got {frames}x{height}x"
+                         f"{width}")
+    generator = torch.Generator().manual_seed(seed)
+    latent = torch.randn(1, config.z_dim, latent_frames, height // scale, width // scale, generator=generator)
+    if len(config.latents_mean) == config.z_dim:
+        mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1)
+        std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1)
+        latent = latent * std + mean
+    return latent.to(vae.device)
+
+
+def _photographs() -> list:
+    from skimage import data  # noqa: PLC0415 - optional dependency (the `bench` extra)
+
+    return [data.astronaut(), data.coffee(), data.chelsea(), data.rocket()]
+
+
+class PanZoomContent:
+    """Frames of photographs, slowly panned and zoomed like a camera move, with a cut every `scene_frames`."""
+
+    def __init__(self, height: int, width: int, device="cpu", scene_frames: int = 81):
+        self.height, self.width, self.scene_frames = height, width, scene_frames
+        self.device = torch.device(device)
+        self.scenes = [torch.from_numpy(image).permute(2, 0, 1).float().div(255).unsqueeze(0).to(self.device)
+                       for image in _photographs()]
+
+    def frames(self, start: int, count: int) -> torch.Tensor:
+        """`[count, 3, H, W]` float in [0, 1] for frames start .. start+count-1."""
+        out = []
+        for index in range(start, start + count):
+            scene = self.scenes[(index // self.scene_frames) % len(self.scenes)]
+            t = (index % self.scene_frames) / self.scene_frames
+            zoom_x = 0.75 - 0.2 * t  # the window shrinks: a slow push in
+            # Keep the photograph's proportions whatever the video's: scale y by the two aspect ratios.
+            zoom_y = zoom_x * (self.height / self.width) * (scene.shape[3] / scene.shape[2])
+            shrink = max(1.0, zoom_y / 0.9)
+            zoom_x, zoom_y = zoom_x / shrink, zoom_y / shrink
+            theta = torch.tensor([[[zoom_x, 0.0, 0.2 * math.sin(2 * math.pi * t)],
+                                   [0.0, zoom_y, 0.05 * math.cos(2 * math.pi * t)]]], device=self.device)
+            grid = F.affine_grid(theta, [1, 3, self.height, self.width], align_corners=False)
+            out.append(F.grid_sample(scene, grid, mode="bilinear", padding_mode="reflection", align_corners=False))
+        return torch.cat(out)
+
+    def swap_into(self, chunks: Iterator[torch.Tensor]) -> Iterator[torch.Tensor]:
+        """Let each decoder chunk be computed, then pass on photographs of its shape in [-1, 1] instead."""
+        done = 0
+        for chunk in chunks:
+            count = chunk.shape[2]
+            frames = self.frames(done, count).to(chunk.dtype)
+            done += count
+            yield (frames * 2 - 1).permute(1, 0, 2, 3).unsqueeze(0)
