@@ -1,0 +1,67 @@
+"""VAE Decode (Streaming) -> FRAME_STREAM, and VAE Decode (Async) -> IMAGE, the drop-in for VAE Decode."""
+
+from __future__ import annotations
+
+from comfy_api.latest import io
+
+from ..streamvae.convert import MODES
+from .errors import user_facing_errors
+from .frame_stream import FrameStreamSocket, LatentFrameStream, latent_stream
+from .image_frames import collect_images
+from .progress import ChunkProgress
+
+MODE_TOOLTIP = ("exact: the same bytes as stock VAE Decode + Save Video. fast: the conversion to 8-bit runs in the "
+                "VAE's own precision, a little faster, not byte-identical.")
+
+
+class VAEDecodeStreaming(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StreamVAEDecode",
+            display_name="VAE Decode (Streaming)",
+            category="latent",
+            description="Prepares a video latent for decoding chunk by chunk. Nothing is decoded here: Save Video "
+                        "(Streaming) or Frame Stream to Images decodes it while it writes, so the whole video never "
+                        "sits in memory.",
+            inputs=[
+                io.Latent.Input("samples", tooltip="The video latent to decode (Wan 2.1 / Wan 2.2)."),
+                io.Vae.Input("vae", tooltip="The VAE that matches the model that made the latent."),
+                io.Combo.Input("mode", options=list(MODES), default="exact", tooltip=MODE_TOOLTIP),
+            ],
+            outputs=[FrameStreamSocket.Output(display_name="frames",
+                                              tooltip="The video's frames, decoded when a consumer reads them.")],
+        )
+
+    @classmethod
+    def execute(cls, samples, vae, mode) -> io.NodeOutput:
+        return io.NodeOutput(latent_stream(vae, samples, mode))
+
+
+class VAEDecodeAsync(io.ComfyNode):
+    @classmethod
+    def define_schema(cls) -> io.Schema:
+        return io.Schema(
+            node_id="StreamVAEDecodeAsync",
+            display_name="VAE Decode (Async)",
+            category="latent",
+            description="VAE Decode for video latents, chunk by chunk: the same images as VAE Decode, with less GPU "
+                        "memory, a progress bar and Cancel that stops within one chunk.",
+            inputs=[
+                io.Latent.Input("samples", tooltip="The latent to be decoded."),
+                io.Vae.Input("vae", tooltip="The VAE model used for decoding the latent."),
+            ],
+            outputs=[io.Image.Output(tooltip="The decoded image.")],
+        )
+
+    @classmethod
+    def execute(cls, samples, vae) -> io.NodeOutput:
+        latent = samples["samples"]
+        if latent.dim() != 5:
+            # Image latents have no frames to stream: decode them exactly as VAE Decode does.
+            return io.NodeOutput(vae.decode(latent))
+        with user_facing_errors("decoding the latent"):
+            stream: LatentFrameStream = latent_stream(vae, samples, "exact")
+            images = collect_images(stream.open, stream.videos, vae.output_device,
+                                    progress=ChunkProgress())
+        return io.NodeOutput(images)

@@ -1,0 +1,53 @@
+"""Where Save Video (Streaming) may write: inside ComfyUI's output folder, named the way core's save nodes name.
+
+folder_paths.get_save_image_path already refuses a prefix whose folder escapes the output folder; we check the
+common mistakes first (an absolute path, `..`) so the user gets a sentence instead of a log dump, and so the
+check can run at validation time, before the prompt is queued.
+"""
+
+from __future__ import annotations
+
+import ntpath
+import os
+from dataclasses import dataclass
+from typing import Optional
+
+import folder_paths
+
+from ..streamvae import StreamVAEError
+
+
+def prefix_problem(prefix: str) -> Optional[str]:
+    """Why `prefix` cannot be used, or None when it can."""
+    if not prefix.strip():
+        return "filename_prefix is empty; give a name such as video/StreamVAE"
+    if os.path.isabs(prefix) or ntpath.isabs(prefix) or ntpath.splitdrive(prefix)[0]:
+        return (f"filename_prefix {prefix!r} is an absolute path; give a path relative to ComfyUI's output "
+                "folder, such as video/StreamVAE")
+    normalized = os.path.normpath(prefix.replace("\\", "/"))
+    if normalized == ".." or normalized.startswith("../"):
+        return (f"filename_prefix {prefix!r} points outside ComfyUI's output folder; remove the '..' and give "
+                "a path inside it, such as video/StreamVAE")
+    return None
+
+
+@dataclass(frozen=True)
+class OutputFile:
+    path: str
+    filename: str
+    subfolder: str
+
+
+def output_files(prefix: str, extension: str, count: int, width: int, height: int) -> list[OutputFile]:
+    """`count` fresh names `<prefix>_00001_.<extension>`, numbered after the files already there."""
+    problem = prefix_problem(prefix)
+    if problem:
+        raise StreamVAEError(problem)
+    output_dir = folder_paths.get_output_directory()
+    try:
+        folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir, width, height)
+    except Exception as error:  # noqa: BLE001 - folder_paths raises a bare Exception for an escaping prefix
+        raise StreamVAEError(f"filename_prefix {prefix!r} cannot be used: it must stay inside ComfyUI's output "
+                             f"folder ({error.__class__.__name__})") from error
+    names = [f"{filename}_{counter + index:05}_.{extension}" for index in range(count)]
+    return [OutputFile(os.path.join(folder, name), name, subfolder) for name in names]
