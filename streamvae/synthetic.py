@@ -97,3 +97,24 @@ class PanZoomContent:
             frames = self.frames(done, count).to(chunk.dtype)
             done += count
             yield (frames * 2 - 1).permute(1, 0, 2, 3).unsqueeze(0)
+
+
+def fill_random_weights_(module: torch.nn.Module, seed: int = 0) -> torch.nn.Module:
+    """Give every parameter a seeded, real-valued random value, in place.
+
+    For models built from ComfyUI's classes, whose layers skip initialisation (uninitialised memory: garbage or
+    zeros). Weights get std 1/sqrt(fan_in) so activations keep their scale through the network; norm scales
+    (`gamma`) stay near 1 and biases near 0, as in a trained model.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, parameter in module.named_parameters():
+            noise = torch.randn(parameter.shape, generator=generator)
+            if name.endswith("gamma"):
+                value = 1 + 0.1 * noise
+            elif parameter.dim() <= 1:
+                value = 0.02 * noise
+            else:
+                value = noise / math.sqrt(parameter[0].numel())
+            parameter.copy_(value.to(parameter.dtype))
+    return module
