@@ -1,0 +1,134 @@
+"""The writer's files, decoded back: frame count, size, fps, fidelity, audio, metadata, atomic naming."""
+
+from fractions import Fraction
+
+import numpy as np
+import pytest
+import torch
+
+from streamvae import EncodeSettings, EncoderError, StreamVAEError
+from streamvae.writer import VideoWriter
+
+from videos import psnr, read_video, smooth_frames
+
+
+def write(path, frames, **settings):
+    audio = settings.pop("audio", None)
+    metadata = settings.pop("metadata", None)
+    with VideoWriter(path, EncodeSettings(**settings), frames.shape[2], frames.shape[1], audio=audio,
+                     metadata=metadata) as writer:
+        for start in range(0, len(frames), 4):
+            writer.write(frames[start:start + 4])
+        return writer.finish()
+
+
+def test_ffv1_round_trip_is_lossless(tmp_path):
+    frames = np.random.default_rng(0).integers(0, 256, (9, 48, 64, 3), dtype=np.uint8)
+    video = read_video(write(tmp_path / "x.mkv", frames, fps=16, container="mkv", codec="ffv1"))
+    assert video.codec == "ffv1" and video.fps == 16
+    assert np.array_equal(video.frames, frames)
+
+
+def test_h264_crf10_keeps_quality_and_rational_fps(tmp_path):
+    frames = smooth_frames(13, 64, 96)
+    video = read_video(write(tmp_path / "x.mp4", frames, fps="30000/1001", crf=10, encoder="software"))
+    assert video.frames.shape == frames.shape
+    assert video.fps == Fraction(30000, 1001)
+    assert psnr(video.frames, frames) >= 40
+
+
+@pytest.mark.parametrize("container,codec,pix_fmt", [
+    ("mp4", "hevc", "yuv420p10le"), ("webm", "av1", None), ("mov", "prores", None), ("mkv", "h264", "yuv444p"),
+])
+def test_each_container_and_codec_plays_back(tmp_path, container, codec, pix_fmt):
+    frames = smooth_frames(5, 64, 64)
+    video = read_video(write(tmp_path / f"x.{container}", frames, fps=24, container=container, codec=codec,
+                             pix_fmt=pix_fmt, encoder="software"))
+    assert video.frames.shape == frames.shape and video.fps == 24
+    assert psnr(video.frames, frames) >= 30
+
+
+def test_audio_track_has_the_video_duration(tmp_path):
+    rate = 44100
+    waveform = torch.sin(torch.linspace(0, 2000, rate * 3)).repeat(1, 2, 1)  # 3 s of stereo, longer than the video
+    frames = smooth_frames(17, 64, 64)  # 17 frames at 16 fps = 1.0625 s
+    video = read_video(write(tmp_path / "x.mp4", frames, fps=16, audio={"waveform": waveform, "sample_rate": rate}))
+    assert video.audio_seconds == pytest.approx(17 / 16, abs=0.05)
+
+
+def test_metadata_is_embedded_as_save_video_does(tmp_path):
+    workflow = {"nodes": [{"id": 1, "type": "StreamVAESaveVideo"}]}
+    video = read_video(write(tmp_path / "x.mp4", smooth_frames(1, 32, 32), fps=16,
+                             metadata={"workflow": workflow, "prompt": "{}"}))
+    assert video.metadata["workflow"] == '{"nodes": [{"id": 1, "type": "StreamVAESaveVideo"}]}'
+    assert video.metadata["prompt"] == "{}"
+
+
+def test_odd_sizes_are_padded_to_even_for_yuv420p(tmp_path):
+    frames = smooth_frames(5, 33, 47)
+    video = read_video(write(tmp_path / "x.mp4", frames, fps=16, crf=0))
+    assert video.frames.shape == (5, 34, 48, 3)
+    assert psnr(video.frames[:, :33, :47], frames) >= 40
+    assert psnr(video.frames[:, 33, :47], frames[:, 32]) >= 35  # the repeated row
+
+
+def test_the_file_appears_only_when_complete(tmp_path):
+    frames = smooth_frames(60, 32, 32)  # past x264's look-ahead, so packets reach the file
+    target = tmp_path / "x.mp4"
+    with VideoWriter(target, EncodeSettings(fps=16), 32, 32) as writer:
+        writer.write(frames)
+        assert not target.exists()
+        assert [p.name for p in tmp_path.iterdir()] == [writer.temp_path.name]
+        writer.finish()
+    assert [p.name for p in tmp_path.iterdir()] == ["x.mp4"]
+
+
+def test_failure_inside_the_block_removes_the_temporary_file(tmp_path):
+    with pytest.raises(RuntimeError):
+        with VideoWriter(tmp_path / "x.mp4", EncodeSettings(fps=16), 32, 32) as writer:
+            writer.write(smooth_frames(4, 32, 32))
+            raise RuntimeError("boom")
+    assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize("settings,message", [
+    (dict(fps=0), "fps 0 is out of range"),
+    (dict(fps=-5), "out of range"),
+    (dict(fps=100000), "out of range"),
+    (dict(fps="fast"), "not a number"),
+    (dict(fps=16, codec="vp8"), "unknown codec 'vp8'"),
+    (dict(fps=16, container="avi"), "unknown container 'avi'"),
+    (dict(fps=16, container="webm", codec="h264"), "webm file cannot hold h264.*Use mp4 or mkv or mov"),
+    (dict(fps=16, container="mp4", codec="prores"), "cannot hold prores"),
+    (dict(fps=16, pix_fmt="rgb565"), "cannot encode pixel format 'rgb565'"),
+    (dict(fps=16, crf=99), "crf 99 is out of range"),
+    (dict(fps=16, preset="warp"), "unknown preset"),
+])
+def test_impossible_settings_are_refused_before_anything_is_written(tmp_path, settings, message):
+    with pytest.raises(StreamVAEError, match=message):
+        VideoWriter(tmp_path / "x.mp4", EncodeSettings(**settings), 32, 32)
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_missing_or_unwritable_folder_is_refused(tmp_path):
+    with pytest.raises(StreamVAEError, match="does not exist"):
+        VideoWriter(tmp_path / "nope" / "x.mp4", EncodeSettings(fps=16), 32, 32)
+    locked = tmp_path / "locked"
+    locked.mkdir(mode=0o500)
+    if not __import__("os").access(locked, __import__("os").W_OK):  # root can write anywhere
+        with pytest.raises(StreamVAEError, match="not writable"):
+            VideoWriter(locked / "x.mp4", EncodeSettings(fps=16), 32, 32)
+
+
+def test_folder_removed_mid_stream_is_a_clear_error(tmp_path):
+    folder = tmp_path / "out"
+    folder.mkdir()
+    with pytest.raises(EncoderError, match="failed"):
+        with VideoWriter(folder / "x.mp4", EncodeSettings(fps=16), 32, 32) as writer:
+            writer.write(smooth_frames(4, 32, 32))
+            for leftover in folder.iterdir():
+                leftover.unlink()
+            folder.rmdir()
+            writer.write(smooth_frames(40, 32, 32))
+            writer.finish()
+    assert not folder.exists()
