@@ -58,7 +58,11 @@ def load_vae_file(path: os.PathLike | str, *, comfyui: Optional[str] = None, dev
     if comfy_root is not None:
         if str(comfy_root) not in sys.path:
             sys.path.insert(0, str(comfy_root))
-        import comfy.sd  # noqa: PLC0415 - only when ComfyUI is there
+        from comfy.cli_args import args  # noqa: PLC0415 - only when ComfyUI is there
+
+        if "comfy.model_management" not in sys.modules and (device == "cpu" or not torch.cuda.is_available()):
+            args.cpu = True  # what `main.py --cpu` sets; model management reads it once, at import
+        import comfy.sd  # noqa: PLC0415
 
         return comfy.sd.VAE(sd=sd, device=torch.device(device) if device else None)
     return _diffusers_wan21(sd, path, device)

@@ -1,0 +1,52 @@
+"""The command line as users run it: a subprocess, real files in, a real video out."""
+
+import json
+import subprocess
+import sys
+
+import torch
+from safetensors.torch import save_file
+
+from videos import read_video
+
+
+def run_cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "streamvae", *args], capture_output=True, text=True, cwd=cwd,
+                          timeout=600)
+
+
+def test_bench_writes_a_video_and_a_report(tmp_path):
+    result = run_cli("bench", "--frames", "5", "--width", "64", "--height", "48", "--device", "cpu",
+                     "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "stock-like" in result.stdout and "streaming" in result.stdout and "photographs" in result.stdout
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["streaming"]["frames"] == report["stock_like"]["frames"] == 5
+    assert report["machine"]["torch"] == torch.__version__ and report["machine"]["date"]
+    assert read_video(tmp_path / "streamvae_bench.mp4").frames.shape == (5, 48, 64, 3)
+
+
+def test_decode_reads_comfyui_latent_and_vae_files(tmp_path, comfy):
+    from streamvae.synthetic import fill_random_weights_
+
+    model = fill_random_weights_(comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16))
+    save_file(model.state_dict(), str(tmp_path / "wan_2.1_vae.safetensors"))
+    # The layout ComfyUI's SaveLatent writes.
+    save_file({"latent_tensor": torch.randn(1, 16, 3, 4, 6), "latent_format_version_0": torch.tensor([])},
+              str(tmp_path / "clip.latent"))
+    result = run_cli("decode", "--vae", str(tmp_path / "wan_2.1_vae.safetensors"), "--latent",
+                     str(tmp_path / "clip.latent"), "-o", str(tmp_path / "clip.mp4"), "--fps", "16",
+                     "--device", "cpu")
+    assert result.returncode == 0, result.stderr
+    assert "wrote" in result.stdout and "ComfyUI wan2.1 (chunked)" in result.stdout
+    video = read_video(tmp_path / "clip.mp4")
+    assert video.frames.shape == (9, 32, 48, 3) and video.fps == 16
+
+
+def test_decode_reports_bad_files_without_a_traceback(tmp_path):
+    (tmp_path / "broken.safetensors").write_bytes(b"not a safetensors file")
+    result = run_cli("decode", "--vae", str(tmp_path / "broken.safetensors"), "--latent",
+                     str(tmp_path / "missing.latent"), "-o", str(tmp_path / "x.mp4"))
+    assert result.returncode == 2
+    assert "not a readable safetensors file" in result.stderr and "Traceback" not in result.stderr
+    assert not (tmp_path / "x.mp4").exists()
