@@ -1,0 +1,39 @@
+"""The CUDA path (copy stream, events, pinned slots) against the CPU path, byte for byte. Run on a GPU."""
+
+import numpy as np
+import pytest
+import torch
+
+from streamvae import PINNED_POOL, decode_to_video, iter_frames
+
+from conftest import latent_for, tiny_diffusers_vae
+from videos import read_video
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
+
+
+def poison_memory():
+    """Fill the places our slots come from with garbage, so a missed wait or copy shows up as wrong bytes."""
+    for _ in range(4):
+        PINNED_POOL.give(torch.full((4, 256, 384, 3), 0xAB, dtype=torch.uint8).pin_memory())
+    junk = torch.full((256 * 2**20,), 0xCD, dtype=torch.uint8, device="cuda")
+    del junk  # freed to the caching allocator, which hands the same bytes to the next allocations
+
+
+@pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
+@pytest.mark.parametrize("slots", [1, 2, 3])
+def test_cuda_path_equals_cpu_path(tmp_path, arch, slots):
+    vae = tiny_diffusers_vae(arch)
+    latent = latent_for(vae, latent_frames=9, height=16, width=24)
+    decode_to_video(vae, latent, tmp_path / "cpu.mkv", fps=16, container="mkv", codec="ffv1")
+    cpu = read_video(tmp_path / "cpu.mkv").frames
+    vae_gpu = vae.to("cuda")
+    poison_memory()
+    stats = decode_to_video(vae_gpu, latent, tmp_path / "gpu.mkv", fps=16, container="mkv", codec="ffv1",
+                            slots=slots)
+    assert np.array_equal(read_video(tmp_path / "gpu.mkv").frames, cpu)
+    assert stats.peak_vram_bytes > 0 and 0 < stats.gpu_busy <= 1
+    poison_memory()
+    chunks = list(iter_frames(vae_gpu, latent, slots=slots))
+    assert np.array_equal(torch.cat(chunks).numpy(), cpu)
