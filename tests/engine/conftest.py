@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 import threading
 
+import numpy as np
 import pytest
 import torch
 
@@ -83,3 +84,11 @@ def no_thread_left():
             thread.join(timeout=5)
     alive = [t.name for t in threading.enumerate() if t.name.startswith("streamvae-")]
     assert not alive, f"threads left running: {alive}"
+
+
+def stock_bytes(vae, latent) -> np.ndarray:
+    """What stock ComfyUI writes: VAE Decode's clamp((x+1)/2) in fp32, then SaveVideo's (x*255).clamp().byte()."""
+    with torch.no_grad():
+        decoded = vae.decode(latent).sample.to("cpu").float()
+    images = torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0).movedim(1, -1)[0]
+    return (images * 255).clamp(0, 255).byte().numpy()

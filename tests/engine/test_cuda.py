@@ -1,4 +1,4 @@
-"""The CUDA path (copy stream, events, pinned slots) against the CPU path, byte for byte. Run on a GPU."""
+"""The CUDA path (copy stream, events, pinned slots) checked byte for byte. Run on a GPU."""
 
 import numpy as np
 import pytest
@@ -6,7 +6,7 @@ import torch
 
 from streamvae import PINNED_POOL, decode_to_video, iter_frames
 
-from conftest import latent_for, tiny_diffusers_vae
+from conftest import latent_for, stock_bytes, tiny_diffusers_vae
 from videos import read_video
 
 pytestmark = [pytest.mark.cuda,
@@ -23,17 +23,25 @@ def poison_memory():
 
 @pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
 @pytest.mark.parametrize("slots", [1, 2, 3])
-def test_cuda_path_equals_cpu_path(tmp_path, arch, slots):
+def test_cuda_pipeline_delivers_exactly_what_the_gpu_decoded(tmp_path, arch, slots, monkeypatch):
+    """Same kernels, same bytes: the pipeline's file equals the model's own GPU decode + stock conversion.
+
+    The CPU path is checked too, to within the rounding that different convolution kernels give.
+    """
+    monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
     vae = tiny_diffusers_vae(arch)
     latent = latent_for(vae, latent_frames=9, height=16, width=24)
     decode_to_video(vae, latent, tmp_path / "cpu.mkv", fps=16, container="mkv", codec="ffv1")
     cpu = read_video(tmp_path / "cpu.mkv").frames
     vae_gpu = vae.to("cuda")
+    reference = stock_bytes(vae_gpu, latent.cuda())
     poison_memory()
     stats = decode_to_video(vae_gpu, latent, tmp_path / "gpu.mkv", fps=16, container="mkv", codec="ffv1",
                             slots=slots)
-    assert np.array_equal(read_video(tmp_path / "gpu.mkv").frames, cpu)
+    gpu = read_video(tmp_path / "gpu.mkv").frames
+    assert np.array_equal(gpu, reference)
     assert stats.peak_vram_bytes > 0 and 0 < stats.gpu_busy <= 1
     poison_memory()
-    chunks = list(iter_frames(vae_gpu, latent, slots=slots))
-    assert np.array_equal(torch.cat(chunks).numpy(), cpu)
+    assert np.array_equal(torch.cat(list(iter_frames(vae_gpu, latent, slots=slots))).numpy(), reference)
+    difference = np.abs(gpu.astype(int) - cpu.astype(int))
+    assert difference.max() <= 2 and (difference == 0).mean() > 0.99

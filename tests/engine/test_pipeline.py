@@ -10,16 +10,8 @@ import streamvae
 from streamvae import Cancelled, EncoderError, StreamVAEError, decode_to_video, iter_frames
 from streamvae.writer import VideoWriter
 
-from conftest import latent_for
+from conftest import latent_for, stock_bytes
 from videos import read_video
-
-
-def stock_bytes(vae, latent) -> np.ndarray:
-    """What stock ComfyUI writes: VAE Decode's clamp((x+1)/2) in fp32, then SaveVideo's (x*255).clamp().byte()."""
-    with torch.no_grad():
-        decoded = vae.decode(latent).sample.float()
-    images = torch.clamp((decoded + 1.0) / 2.0, min=0.0, max=1.0).movedim(1, -1)[0]
-    return (images * 255).clamp(0, 255).byte().numpy()
 
 
 def test_exact_mode_file_holds_stock_comfyui_bytes(diffusers_vae, tmp_path, no_thread_left):
