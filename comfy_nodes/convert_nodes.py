@@ -47,7 +47,7 @@ class ImagesToFrameStream(io.ComfyNode):
             display_name="Images to Frame Stream",
             category="image/video",
             description="Turns an IMAGE batch into a frame stream (one video, one frame per image).",
-            inputs=[io.Image.Input("images")],
+            inputs=[io.Image.Input("images", tooltip="The frames, in order, e.g. from Load Video or any image node.")],
             outputs=[FrameStreamSocket.Output(display_name="frames")],
         )
 

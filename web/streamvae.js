@@ -1,0 +1,115 @@
+// ComfyUI-StreamVAE's frontend: live frames and stats on Save Video (Streaming) nodes while they decode.
+//
+// The server sends `streamvae.progress` (throttled, with a small JPEG of the newest frame) and `streamvae.done`
+// (the final stats) for the node that is running. We draw them in a DOM widget on that node. The finished video
+// itself is shown by the frontend's own preview for `animated` outputs, so this file adds only what it lacks.
+// Every handler looks the node up by id and does nothing unless it is one of ours: harmless on other pages.
+
+import { app } from "../../scripts/app.js";
+import { api } from "../../scripts/api.js";
+
+const SAVE_NODE = "StreamVAESaveVideo";
+const WIDGET_NAME = "streamvae_live";
+
+function ourNode(nodeId) {
+  if (nodeId == null || !app.graph) return null;
+  // API-format ids are strings; the graph's are numbers, except inside subgraphs ("12:4": the last part is ours).
+  const localId = String(nodeId).split(":").pop();
+  const node = app.graph.getNodeById(Number(localId)) ?? app.graph.getNodeById(localId);
+  return node?.comfyClass === SAVE_NODE ? node : null;
+}
+
+function livePanel(node) {
+  if (node.streamvaeLive) return node.streamvaeLive;
+  const root = document.createElement("div");
+  root.className = "streamvae-live";
+  root.style.cssText = "display:flex;flex-direction:column;gap:4px;width:100%;height:100%;overflow:hidden;";
+  const frame = document.createElement("img");
+  frame.className = "streamvae-live-frame";
+  frame.alt = "frame being decoded";
+  frame.style.cssText = "display:none;flex:1 1 auto;min-height:0;object-fit:contain;width:100%;";
+  const stats = document.createElement("div");
+  stats.className = "streamvae-stats";
+  stats.style.cssText = "font:12px monospace;color:var(--input-text,#ddd);white-space:nowrap;overflow:hidden;" +
+    "text-overflow:ellipsis;";
+  root.append(frame, stats);
+  const widget = node.addDOMWidget(WIDGET_NAME, "streamvae-live", root, {
+    serialize: false,
+    hideOnZoom: false,
+    getMinHeight: () => (frame.style.display === "none" ? 22 : 160),
+  });
+  node.streamvaeLive = { root, frame, stats, widget };
+  return node.streamvaeLive;
+}
+
+function percent(value) {
+  return value == null ? "n/a" : `${Math.round(value * 100)}%`;
+}
+
+function statsLine(data, finished) {
+  const parts = [
+    `${data.frames_done}/${data.frames_total} frames`,
+    `${(data.frames_per_second ?? 0).toFixed(1)} fps`,
+    // Wall seconds per second of video: below 1x is faster than real time.
+    `RTF ${data.realtime_factor == null ? "n/a" : data.realtime_factor.toFixed(2) + "x"}`,
+    `GPU busy ${percent(data.gpu_busy)}`,
+  ];
+  if (finished) parts.push(`${data.elapsed_seconds.toFixed(1)} s`);
+  return (finished ? "Done: " : "Decoding: ") + parts.join(" · ");
+}
+
+function resize(node) {
+  node.setSize?.([node.size[0], Math.max(node.size[1], node.computeSize()[1])]);
+  node.setDirtyCanvas?.(true, true);
+}
+
+function onProgress({ detail }) {
+  const node = ourNode(detail?.node);
+  if (!node) return;
+  const panel = livePanel(node);
+  panel.stats.textContent = statsLine(detail, false);
+  panel.root.dataset.state = "decoding";
+  if (detail.preview) {
+    const wasHidden = panel.frame.style.display === "none";
+    panel.frame.src = detail.preview;
+    panel.frame.style.display = "block";
+    if (wasHidden) resize(node);
+  }
+}
+
+function onDone({ detail }) {
+  const node = ourNode(detail?.node);
+  if (!node) return;
+  const panel = livePanel(node);
+  panel.stats.textContent = statsLine(detail, true);
+  panel.root.dataset.state = "done";
+  // The finished video replaces the live frame: the frontend adds its own player from the node's output.
+  panel.frame.style.display = "none";
+  panel.frame.removeAttribute("src");
+  resize(node);
+}
+
+function onStopped(state) {
+  return ({ detail }) => {
+    const node = ourNode(detail?.node_id);
+    if (!node?.streamvaeLive || node.streamvaeLive.root.dataset.state !== "decoding") return;
+    const panel = node.streamvaeLive;
+    panel.root.dataset.state = state;
+    panel.stats.textContent = `${state === "error" ? "Failed" : "Interrupted"} — ${panel.stats.textContent}`;
+    panel.frame.style.display = "none";
+  };
+}
+
+app.registerExtension({
+  name: "StreamVAE.LiveDecode",
+  setup() {
+    api.addEventListener("streamvae.progress", onProgress);
+    api.addEventListener("streamvae.done", onDone);
+    api.addEventListener("execution_error", onStopped("error"));
+    api.addEventListener("execution_interrupted", onStopped("interrupted"));
+  },
+  nodeCreated(node) {
+    // Created up front so the widget sits above the video preview that the frontend adds after a run.
+    if (node.comfyClass === SAVE_NODE) livePanel(node);
+  },
+});
