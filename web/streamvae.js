@@ -30,13 +30,13 @@ function livePanel(node) {
   frame.style.cssText = "display:none;flex:1 1 auto;min-height:0;object-fit:contain;width:100%;";
   const stats = document.createElement("div");
   stats.className = "streamvae-stats";
-  stats.style.cssText = "font:12px monospace;color:var(--input-text,#ddd);white-space:nowrap;overflow:hidden;" +
-    "text-overflow:ellipsis;";
+  stats.style.cssText = "flex:none;font:11px/15px monospace;color:var(--input-text,#ddd);overflow:hidden;";
   root.append(frame, stats);
   const widget = node.addDOMWidget(WIDGET_NAME, "streamvae-live", root, {
     serialize: false,
     hideOnZoom: false,
-    getMinHeight: () => (frame.style.display === "none" ? 22 : 160),
+    // The frontend draws a DOM widget 20 px shorter than its minimum: 52 leaves two lines of stats.
+    getMinHeight: () => (frame.style.display === "none" ? 52 : 200),
   });
   node.streamvaeLive = { root, frame, stats, widget };
   return node.streamvaeLive;

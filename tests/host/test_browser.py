@@ -1,0 +1,124 @@
+"""The web extension in a real browser: Debian's chromium, headless, driven by Playwright with the system binary.
+
+Open the page the test server serves, load a graph with our nodes, queue it from the page, and watch the Save
+Video (Streaming) node: live stats and frames while it decodes, then the stats line stays and the finished video
+plays in the node. A screenshot is kept under test-artifacts/; with STREAMVAE_UPDATE_DOCS_SCREENSHOT=1 it also
+replaces docs/images/graph.png, the README's picture.
+"""
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from comfy_host import REPO_ROOT, WAN21_VAE
+
+CHROMIUM = Path(os.environ.get("STREAMVAE_CHROMIUM", "/usr/bin/chromium"))
+CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARTIFACTS = REPO_ROOT / "test-artifacts" / "browser"
+DOCS_SCREENSHOT = REPO_ROOT / "docs" / "images" / "graph.png"
+WIDTH, HEIGHT, FRAMES = 160, 96, 13  # big enough to see in the screenshot, small enough for 2 CPU cores
+
+playwright_sync = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed "
+                                      "(pip install playwright; the system chromium is used, no browser download)")
+if not CHROMIUM.is_file():
+    pytest.skip(f"no chromium at {CHROMIUM} (apt-get install chromium, or set STREAMVAE_CHROMIUM)",
+                allow_module_level=True)
+
+# Records what the extension draws, as it happens: live states are gone by the time a poll could look.
+WATCH_EXTENSION = """() => {
+  window.__streamvae = {decoding: false, preview: false, lines: []};
+  new MutationObserver(() => {
+    const stats = document.querySelector('.streamvae-stats');
+    const frame = document.querySelector('.streamvae-live-frame');
+    const seen = window.__streamvae;
+    if (stats && stats.textContent && seen.lines.at(-1) !== stats.textContent) seen.lines.push(stats.textContent);
+    if (stats && stats.textContent.startsWith('Decoding:')) seen.decoding = true;
+    if (frame && frame.style.display !== 'none' && (frame.src || '').startsWith('data:image/jpeg')) seen.preview = true;
+  }).observe(document.body, {subtree: true, childList: true, attributes: true, characterData: true});
+}"""
+
+# The minimap would cover the Save node in the screenshot.
+HIDE_MINIMAP = "() => window.comfyAPI.app.app.extensionManager?.setting?.set('Comfy.Minimap.Visible', false)"
+
+PLAY_VIDEO = """async () => {
+  const video = document.querySelector('.comfy-img-preview video');
+  video.muted = true;
+  await video.play();
+  await new Promise((resolve) => setTimeout(resolve, 600));
+  return {time: video.currentTime, paused: video.paused, width: video.videoWidth, height: video.videoHeight,
+          src: video.src};
+}"""
+
+
+def browser_graph(container: str, codec: str) -> dict:
+    """API format with numeric ids (the frontend's loadApiJson keeps them as node ids)."""
+    return {
+        "1": {"class_type": "VAELoader", "inputs": {"vae_name": WAN21_VAE}},
+        "2": {"class_type": "EmptyHunyuanLatentVideo",
+              "inputs": {"width": WIDTH, "height": HEIGHT, "length": FRAMES, "batch_size": 1}},
+        "3": {"class_type": "StreamVAEDecode", "inputs": {"samples": ["2", 0], "vae": ["1", 0], "mode": "exact"}},
+        "4": {"class_type": "StreamVAESaveVideo", "inputs": {
+            "frames": ["3", 0], "fps": 16, "filename_prefix": "browser/StreamVAE", "container": container,
+            "codec": codec, "crf": 23, "preset": "veryfast", "pix_fmt": "auto", "encoder": "auto",
+            "embed_workflow": True}},
+    }
+
+
+@pytest.fixture
+def page(comfy_server):
+    with playwright_sync.sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 800})
+            errors = []
+            page.on("pageerror", lambda error: errors.append(str(error)))
+            page.goto(comfy_server.url, wait_until="domcontentloaded")
+            page.wait_for_function("() => window.comfyAPI?.app?.app?.graph && "
+                                   "window.LiteGraph?.registered_node_types?.StreamVAESaveVideo", timeout=60_000)
+            page.page_errors = errors
+            yield page
+        finally:
+            browser.close()
+
+
+def playable_format(page) -> tuple[str, str]:
+    """h264 in mp4 where this chromium plays it (builds without proprietary codecs don't), else AV1 in WebM."""
+    h264 = page.evaluate("() => document.createElement('video').canPlayType('video/mp4; codecs=\"avc1.640028\"')")
+    return ("mp4", "h264") if h264 else ("webm", "av1")
+
+
+def test_live_stats_then_the_video_plays_in_the_node(page, comfy_server):
+    container, codec = playable_format(page)
+    page.evaluate(WATCH_EXTENSION)
+    page.evaluate("(graph) => window.comfyAPI.app.app.loadApiJson(graph, 'streamvae.json')",
+                  browser_graph(container, codec))
+    page.keyboard.press("Escape")  # close a first-run dialog, if the frontend opened one
+    page.evaluate(HIDE_MINIMAP)
+    page.evaluate("() => window.comfyAPI.app.app.queuePrompt(0, 1)")
+
+    page.wait_for_function("() => window.__streamvae.decoding && window.__streamvae.preview", timeout=240_000)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / "decoding.png"))
+    page.wait_for_function("() => document.querySelector('.streamvae-stats')?.textContent.startsWith('Done:')",
+                           timeout=240_000)
+    stats = page.text_content(".streamvae-stats")
+    assert f"{FRAMES}/{FRAMES} frames" in stats and "fps" in stats and "RTF" in stats and "GPU busy" in stats
+
+    page.wait_for_function("() => document.querySelector('.comfy-img-preview video')?.readyState >= 2",
+                           timeout=60_000)
+    played = page.evaluate(PLAY_VIDEO)
+    assert played["time"] > 0 and not played["paused"], played
+    assert (played["width"], played["height"]) == (WIDTH, HEIGHT)
+    assert f"browser%2FStreamVAE" in played["src"] or "subfolder=browser" in played["src"], played["src"]
+    # The stats line stays under the finished video.
+    assert page.text_content(".streamvae-stats").startswith("Done:")
+    assert not [error for error in page.page_errors if "streamvae" in error.lower()], page.page_errors
+
+    screenshot = ARTIFACTS / "graph.png"
+    page.screenshot(path=str(screenshot))
+    if os.environ.get("STREAMVAE_UPDATE_DOCS_SCREENSHOT") == "1":
+        DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(screenshot, DOCS_SCREENSHOT)
