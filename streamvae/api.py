@@ -11,9 +11,10 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from .convert import MODES
-from .decoders import ChunkDecoder, decoder_for
+from .decoders import ChunkDecoder, WanChunkDecoder, decoder_for
 from .encoding import EncodeSettings, FpsLike
 from .errors import StreamVAEError
+from .fast import with_fast_kernels
 from .latents import as_video_latent
 from .pipeline import FrameSource, Progress, iterate_host_chunks, run_to_consumer
 from .stats import DEFAULT_PRICE_PER_GPU_HOUR, DecodeStats, PeakRSS, peak_vram_tracker
@@ -32,10 +33,13 @@ def _check_run_options(mode: str, slots: int) -> None:
         raise StreamVAEError(f"slots={slots!r}: use 2 (double buffering) or any count from 1 to 16")
 
 
-def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor) -> FrameSource:
+def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, mode: str = "exact") -> FrameSource:
     height, width = decoder.output_size(latent)
-    return FrameSource(decoder.chunks(latent), decoder.output_frames(latent), height, width,
-                       decoder.device, decoder.unit_range, decoder.name)
+    chunks = decoder.chunks(latent)
+    if mode == "fast" and isinstance(decoder, WanChunkDecoder):
+        chunks = with_fast_kernels(chunks, decoder.parts.decoder, decoder.device)
+    return FrameSource(chunks, decoder.output_frames(latent), height, width, decoder.device, decoder.unit_range,
+                       decoder.name)
 
 
 def source_from_images(images: torch.Tensor) -> FrameSource:
@@ -89,7 +93,7 @@ def decode_to_video(vae: Any, latent: Any, path: os.PathLike | str, *, fps: FpsL
     check_output_path(Path(path))
     samples = as_video_latent(latent)
     decoder = decoder_for(vae, samples)
-    return write_video(source_from_decoder(decoder, samples), path, settings, audio=audio, metadata=metadata,
+    return write_video(source_from_decoder(decoder, samples, mode), path, settings, audio=audio, metadata=metadata,
                        mode=mode, slots=slots, progress=progress, cancel=cancel,
                        price_per_gpu_hour=price_per_gpu_hour, started=started)
 
@@ -101,5 +105,5 @@ def iter_frames(vae: Any, latent: Any, *, mode: str = "exact", slots: int = 2,
     _check_run_options(mode, slots)
     samples = as_video_latent(latent)
     decoder = decoder_for(vae, samples)
-    return iterate_host_chunks(source_from_decoder(decoder, samples), mode=mode, slots=slots, progress=progress,
+    return iterate_host_chunks(source_from_decoder(decoder, samples, mode), mode=mode, slots=slots, progress=progress,
                                cancel=cancel)

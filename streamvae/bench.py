@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime
 import json
+import math
 import platform
 import subprocess
 import time
@@ -122,7 +123,7 @@ def run_streaming(vae, latent: torch.Tensor, settings: EncodeSettings, path: Pat
                   mode: str, progress: Optional[Callable] = None) -> DecodeStats:
     started = time.perf_counter()
     decoder = decoder_for(vae, latent)
-    source = source_from_decoder(decoder, latent)
+    source = source_from_decoder(decoder, latent, mode)
     content = PanZoomContent(case.height, case.width, device=case.device)
     swapped = FrameSource(content.swap_into(source.chunks), source.total_frames, source.height, source.width,
                           source.device, source.unit_range, source.name)
@@ -138,8 +139,19 @@ def warm_up(vae, case: BenchCase) -> None:
     _synchronize(case.device)
 
 
-def run_bench(case: BenchCase, out_dir: Path, *, crf: int = 23, preset: str = "medium", mode: str = "exact",
-              price_per_gpu_hour: float = 3.36, progress: Optional[Callable] = None,
+def fast_mode_psnr(vae, latent: torch.Tensor, latent_frames: int = 6) -> float:
+    """PSNR (dB) of fast mode's frames against exact mode's, on the decoder's own pixels (no content swap)."""
+    from .api import iter_frames  # noqa: PLC0415
+
+    short = latent[:, :, :latent_frames]
+    exact = torch.cat(list(iter_frames(vae, short, mode="exact"))).double()
+    fast = torch.cat(list(iter_frames(vae, short, mode="fast"))).double()
+    mse = torch.mean((exact - fast) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
+def run_bench(case: BenchCase, out_dir: Path, *, crf: int = 23, preset: str = "medium",
+              modes: tuple = ("exact",), price_per_gpu_hour: float = 3.36, progress: Optional[Callable] = None,
               log: Callable[[str], None] = print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
     log(f"building the {case.arch} VAE (random weights) on {case.device}, {case.dtype}; "
@@ -151,27 +163,36 @@ def run_bench(case: BenchCase, out_dir: Path, *, crf: int = 23, preset: str = "m
     content = content.permute(0, 2, 3, 1).float().cpu().contiguous()
     warm_up(vae, case)
     log("stock-like path: decode the whole video, copy it to the host as float32, then encode ...")
-    stock = run_stock_like(vae, latent, content, settings, out_dir / "stock_like.mp4", case)
+    results = {"stock-like": run_stock_like(vae, latent, content, settings, out_dir / "stock_like.mp4", case)}
     del content
-    log("streaming path: chunk by chunk, pinned double buffer, encoder thread ...")
-    streaming = run_streaming(vae, latent, settings, out_dir / "streamvae_bench.mp4", case, mode=mode,
-                              progress=progress)
-    for stats in (stock, streaming):
+    for mode in modes:
+        log(f"streaming path ({mode}): chunk by chunk, pinned double buffer, encoder thread ...")
+        results[f"streaming {mode}"] = run_streaming(vae, latent, settings, out_dir / f"streamvae_{mode}.mp4",
+                                                     case, mode=mode, progress=progress)
+    for stats in results.values():
         stats.price_per_gpu_hour = price_per_gpu_hour
+    stock = results["stock-like"]
     report = {"machine": machine_info(case.device), "note": CONTENT_NOTE,
               "case": {"arch": case.arch, "frames": case.frames, "width": case.width, "height": case.height,
                        "fps": str(case.fps), "dtype": str(case.dtype).replace("torch.", ""), "crf": crf,
-                       "preset": preset, "mode": mode},
-              "stock_like": stock.as_dict(), "streaming": streaming.as_dict(),
-              "speedup": stock.wall_seconds / streaming.wall_seconds}
+                       "preset": preset},
+              "paths": {name: stats.as_dict() for name, stats in results.items()},
+              "speedup_vs_stock": {name: stock.wall_seconds / stats.wall_seconds
+                                   for name, stats in results.items() if name != "stock-like"}}
+    if "fast" in modes:
+        report["fast_psnr_vs_exact_db"] = fast_mode_psnr(vae, latent)
     (out_dir / "bench.json").write_text(json.dumps(report, indent=2))
-    log(format_table(stock, streaming))
-    log(f"speed-up {report['speedup']:.2f}x; {CONTENT_NOTE}")
-    log(f"wrote {out_dir / 'streamvae_bench.mp4'} and {out_dir / 'bench.json'}")
+    log(format_table(results))
+    for name, speedup in report["speedup_vs_stock"].items():
+        log(f"{name}: {speedup:.2f}x faster than stock-like")
+    if "fast_psnr_vs_exact_db" in report:
+        log(f"fast mode vs exact: PSNR {report['fast_psnr_vs_exact_db']:.1f} dB")
+    log(CONTENT_NOTE)
+    log(f"wrote the videos and {out_dir / 'bench.json'}")
     return report
 
 
-def format_table(stock: DecodeStats, streaming: DecodeStats) -> str:
+def format_table(results: dict) -> str:
     def gib(value):
         return "-" if value is None else f"{value / 2**30:.2f}"
 
@@ -180,7 +201,7 @@ def format_table(stock: DecodeStats, streaming: DecodeStats) -> str:
 
     rows = [("path", "wall s", "decode s", "encode fps", "RTF", "GPU busy", "VRAM GiB", "RSS GiB",
              "$/video-h")]
-    for name, stats in (("stock-like", stock), ("streaming", streaming)):
+    for name, stats in results.items():
         rows.append((name, f"{stats.wall_seconds:.2f}", f"{stats.decode_seconds:.2f}",
                      f"{stats.encode_frames_per_second:.0f}", f"{stats.realtime_factor:.2f}",
                      percent(stats.gpu_busy), gib(stats.peak_vram_bytes), gib(stats.peak_host_rss_bytes),

@@ -43,7 +43,6 @@ def _add_encoder_options(parser: argparse.ArgumentParser, crf: Optional[int]) ->
     parser.add_argument("--codec", default="h264", choices=sorted(CODECS))
     parser.add_argument("--crf", type=int, default=crf, help="quality: lower is better (codec default if unset)")
     parser.add_argument("--preset", default="medium", choices=PRESETS)
-    parser.add_argument("--mode", default="exact", choices=("exact", "fast"))
 
 
 def cmd_bench(args) -> int:
@@ -55,7 +54,7 @@ def cmd_bench(args) -> int:
                      case.fps, case.dtype, device)
     bar = ProgressBar("streaming")
     try:
-        run_bench(case, Path(args.out), crf=args.crf, preset=args.preset, mode=args.mode,
+        run_bench(case, Path(args.out), crf=args.crf, preset=args.preset, modes=tuple(args.modes.split(",")),
                   price_per_gpu_hour=args.price_per_hour, progress=bar)
     finally:
         bar.close()
@@ -93,6 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--device", help="cuda or cpu (default: cuda when available)")
     bench.add_argument("--out", default="out/bench", help="folder for the video and bench.json")
     bench.add_argument("--price-per-hour", type=float, default=3.36, help="$ per GPU-hour (g7e.2xlarge: 3.36)")
+    bench.add_argument("--modes", default="exact", help="streaming modes to time: exact, fast or exact,fast")
     _add_encoder_options(bench, crf=23)
     bench.set_defaults(run=cmd_bench)
 
@@ -106,6 +106,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--device")
     decode.add_argument("--comfyui", help="ComfyUI folder, to load VAEs as ComfyUI does (else $COMFYUI_PATH)")
     decode.add_argument("--price-per-hour", type=float, default=3.36)
+    decode.add_argument("--mode", default="exact", choices=("exact", "fast"))
     _add_encoder_options(decode, crf=None)
     decode.set_defaults(run=cmd_decode)
     return parser

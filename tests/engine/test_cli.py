@@ -17,13 +17,14 @@ def run_cli(*args, cwd=None):
 
 def test_bench_writes_a_video_and_a_report(tmp_path):
     result = run_cli("bench", "--frames", "5", "--width", "64", "--height", "48", "--device", "cpu",
-                     "--out", str(tmp_path))
+                     "--out", str(tmp_path), "--modes", "exact,fast")
     assert result.returncode == 0, result.stderr
     assert "stock-like" in result.stdout and "streaming" in result.stdout and "photographs" in result.stdout
     report = json.loads((tmp_path / "bench.json").read_text())
-    assert report["streaming"]["frames"] == report["stock_like"]["frames"] == 5
+    assert report["paths"]["streaming exact"]["frames"] == report["paths"]["stock-like"]["frames"] == 5
+    assert report["paths"]["streaming fast"]["frames"] == 5 and report["fast_psnr_vs_exact_db"] >= 45
     assert report["machine"]["torch"] == torch.__version__ and report["machine"]["date"]
-    assert read_video(tmp_path / "streamvae_bench.mp4").frames.shape == (5, 48, 64, 3)
+    assert read_video(tmp_path / "streamvae_exact.mp4").frames.shape == (5, 48, 64, 3)
 
 
 def test_decode_reads_comfyui_latent_and_vae_files(tmp_path, comfy):
