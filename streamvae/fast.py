@@ -21,12 +21,23 @@ def fast_kernels(module: torch.nn.Module, device: torch.device) -> Iterator[None
         return
     benchmark = torch.backends.cudnn.benchmark
     torch.backends.cudnn.benchmark = True  # autotune once per chunk shape; every chunk after the first repeats it
-    module.to(memory_format=torch.channels_last_3d)
+    _set_conv_weight_layout(module, torch.channels_last_3d)
     try:
         yield
     finally:
-        module.to(memory_format=torch.contiguous_format)
+        _set_conv_weight_layout(module, torch.contiguous_format)
         torch.backends.cudnn.benchmark = benchmark
+
+
+def _set_conv_weight_layout(module: torch.nn.Module, memory_format: torch.memory_format) -> None:
+    """Re-lay out the 3-D convolution weights (the only rank-5 parameters); cuDNN follows the weights' layout.
+
+    Outside inference mode: the new storage must stay a normal tensor, usable for autograd after the decode.
+    """
+    with torch.inference_mode(False), torch.no_grad():
+        for parameter in module.parameters():
+            if parameter.dim() == 5:
+                parameter.data = parameter.data.contiguous(memory_format=memory_format)
 
 
 def with_fast_kernels(chunks: Iterator[torch.Tensor], module: torch.nn.Module,
