@@ -1,4 +1,5 @@
-"""`python -m streamvae`: bench (the embedded default, no downloads) and decode (your own VAE and latent)."""
+"""`python -m streamvae`: bench (the embedded default, no downloads), decode (your own VAE and latent) and run (a
+workflow on a ComfyUI server, see client.py)."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Optional
 
 import torch
 
+from .client import add_run_command
 from .encoding import CODECS, CONTAINERS, ENCODERS, PRESETS
 from .errors import Cancelled, EncoderError, StreamVAEError
 from .pipeline import Progress
@@ -109,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--mode", default="exact", choices=("exact", "fast"))
     _add_encoder_options(decode, crf=None)
     decode.set_defaults(run=cmd_decode)
+
+    add_run_command(commands)
     return parser
 
 
