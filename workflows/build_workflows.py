@@ -10,6 +10,7 @@ for a 96 GB card, and writes:
     workflows/api/NAME.json   API format: the same graph as the page would queue it, converted by streamvae.client
                               with the server's /object_info (the server must have this pack loaded)
     workflows/models.tsv      every model file the workflows name: folder, file, source URL, which workflows
+    workflows/models.md       the same, for people
 
 Everything else in the templates (models, LoRA switch, samplers, notes, groups) stays as Comfy-Org made it.
 """
@@ -233,6 +234,28 @@ def write_models_tsv(models: list[dict], path: Path):
     path.write_text("\n".join(lines) + "\n")
 
 
+def write_models_md(models: list[dict], path: Path):
+    lines = [
+        "# Models the bundled workflows use",
+        "",
+        "Written by `build_workflows.py` from the official templates' own model links (Comfy-Org's repackaged files on",
+        "Hugging Face); `models.tsv` holds the same list for `deploy/g7e/setup.sh`. Put each file in the folder named",
+        "here, under ComfyUI's `models/`.",
+        "",
+        "Sizes and SHA-256 are **not verified here** (this machine can't reach Hugging Face). `deploy/g7e/setup.sh`",
+        "reads both from Hugging Face's API (each file's LFS SHA-256) when it downloads, verifies the file, and",
+        "refuses a mismatch. By hand: `sha256sum FILE` and compare with the SHA-256 on the file's Hugging Face page.",
+        "",
+        "| folder | file | used by | source |",
+        "|---|---|---|---|",
+    ]
+    lines += [f"| {model['directory']} | `{model['name']}` | {', '.join(model['used_by'])} | [{model['url'].split('/')[4]}]"
+              f"({model['url']}) |" for model in models]
+    lines += ["", "The 14B workflows load the high- and low-noise experts and the 4-step LoRAs; the 20-step graph "
+              "(bypassed) needs no LoRA. wan_2.1_vae serves Wan 2.1 and Wan 2.2 14B; wan2.2_vae only the 5B.", ""]
+    path.write_text("\n".join(lines))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--server", required=True, help="a ComfyUI with this pack loaded, for /object_info")
@@ -246,6 +269,7 @@ def main() -> int:
         (HERE / "api" / f"{name}.json").write_text(json.dumps(prompt, indent=2, ensure_ascii=False) + "\n")
         print(f"{name}: {len(workflow['nodes'])} nodes in the page, {len(prompt)} queued")
     write_models_tsv(models_used(built), HERE / "models.tsv")
+    write_models_md(models_used(built), HERE / "models.md")
     return 0
 
 
