@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import http.server
 import json
+import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -118,13 +120,8 @@ def test_timeout_exits_124_and_cancels_the_prompt_on_the_server(comfy_server, co
     assert done.returncode == 124, done.stderr
     assert "did not finish within 3 s" in done.stderr
     # The server stops it within a chunk; then its history says interrupted and nothing is left queued.
-    deadline = time.monotonic() + 120
-    while (busy := comfy_client.get_json("/queue")) and (busy["queue_running"] or busy["queue_pending"]):
-        assert time.monotonic() < deadline, "the timed-out prompt kept running on the server"
-        time.sleep(0.5)
-    (entry,) = [entry for entry in comfy_client.get_json("/history").values()
-                if entry["prompt"][2]["1"]["inputs"]["latent"] == name]
-    assert "execution_interrupted" in [event for event, _ in entry["status"]["messages"]]
+    wait_for_idle(comfy_client)
+    assert "execution_interrupted" in history_events(comfy_client, name)
     assert not list((comfy_server.tree.output / "client").glob("timeout*"))  # no partial video left
 
 def test_save_api_writes_the_prompt_the_server_would_get(comfy_server, tmp_path):
@@ -183,3 +180,57 @@ def test_auth_header_or_token_gets_through_a_proxy(comfy_server, tmp_path, heade
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_ctrl_c_interrupts_the_prompt_on_the_server_and_exits_130(comfy_server, comfy_client, tmp_path):
+    name = f"ctrlc_{uuid.uuid4().hex[:8]}.latent"
+    write_latent(comfy_server.tree.input / name, latent_frames=80)
+    command = [sys.executable, "-m", "streamvae", "run", *map(str, decode_only_args(name, "client/ctrlc")),
+               "--server", comfy_server.url, "--out", str(tmp_path)]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=comfy_host.REPO_ROOT)
+    seen = ""
+    while "VAE Decode (Streaming)" not in seen:  # decoding has started on the server
+        line = process.stderr.readline()
+        assert line, f"the client ended before decoding started: {seen}"
+        seen += line
+    process.send_signal(signal.SIGINT)
+    _, rest = process.communicate(timeout=60)
+    assert process.returncode == 130, seen + rest
+    assert "interrupted" in rest
+    wait_for_idle(comfy_client)
+    assert "execution_interrupted" in history_events(comfy_client, name)
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_dropped_websocket_is_reconnected_and_the_run_completes(comfy_server, tmp_path):
+    name = f"drop_{uuid.uuid4().hex[:8]}.latent"
+    write_latent(comfy_server.tree.input / name, latent_frames=6)
+    client = ComfyClient(comfy_server.url)
+    dropped = []
+
+    def drop_once(event):  # the network fails under the client while the decode is running
+        if event["type"] == "progress" and not dropped:
+            dropped.append(event)
+            client._ws.sock.shutdown(socket.SHUT_RDWR)
+
+    workflow = json.loads(DECODE_ONLY.read_text())
+    result = client.run(workflow, Overrides(sets=[("LoadLatent", "latent", name), ("Load VAE", "vae_name", WAN21_VAE),
+                                                  ("Save Video (Streaming)", "preset", "ultrafast")]),
+                        out_dir=tmp_path, on_event=drop_once)
+    assert dropped and result.ok, result
+    (video,) = result.files
+    assert read_frames(video)[0].shape == (1 + 4 * 5, HEIGHT, WIDTH, 3)
+
+
+def wait_for_idle(comfy_client, within: float = 120):
+    deadline = time.monotonic() + within
+    while (busy := comfy_client.get_json("/queue")) and (busy["queue_running"] or busy["queue_pending"]):
+        assert time.monotonic() < deadline, "the prompt kept running on the server"
+        time.sleep(0.5)
+
+
+def history_events(comfy_client, latent_name: str) -> list[str]:
+    """The status events of the one prompt that loaded latent_name."""
+    (entry,) = [entry for entry in comfy_client.get_json("/history").values()
+                if entry["prompt"][2]["1"]["inputs"]["latent"] == latent_name]
+    return [event for event, _ in entry["status"]["messages"]]
