@@ -51,7 +51,7 @@ class LatentFrameStream(FrameStream):
 
     def open(self, index: int) -> FrameSource:
         latent = self.samples[index:index + 1]
-        return source_from_decoder(decoder_for(self.vae, latent), latent)
+        return source_from_decoder(decoder_for(self.vae, latent), latent, self.mode)
 
 
 @dataclass(frozen=True, eq=False)

@@ -51,10 +51,8 @@ def test_cuda_pipeline_delivers_exactly_what_the_gpu_decoded(tmp_path, arch, slo
 def test_fast_mode_is_close_to_exact_and_restores_the_model(tmp_path):
     vae = tiny_diffusers_vae("wan2.1").to("cuda", torch.bfloat16)
     latent = latent_for(vae, latent_frames=5, height=16, width=24)
-    benchmark = torch.backends.cudnn.benchmark
     exact = torch.cat(list(iter_frames(vae, latent, mode="exact"))).double()
     fast = torch.cat(list(iter_frames(vae, latent, mode="fast"))).double()
     psnr = 10 * np.log10(255.0 ** 2 / max(torch.mean((exact - fast) ** 2).item(), 1e-12))
     assert psnr >= 45
-    assert torch.backends.cudnn.benchmark == benchmark
     assert all(p.is_contiguous() for p in vae.parameters())
