@@ -48,6 +48,15 @@ class ServerUnreachable(ClientError):
     exit_code = 3
 
 
+class HttpStatusError(ClientError):
+    """The server answered with an error status."""
+
+    def __init__(self, method: str, path: str, status: int, body: bytes):
+        self.status, self.body = status, body
+        hint = " Pass the proxy's credentials with --token or --header." if status in (401, 403) else ""
+        super().__init__(f"{method} {path} answered {status}: {body[:300].decode(errors='replace')}{hint}")
+
+
 class PromptRejected(ClientError):
     """POST /prompt answered 400: the server's validation refused the prompt; nothing ran."""
 
@@ -469,10 +478,7 @@ class ComfyClient:
         try:
             return urllib.request.urlopen(request, timeout=self.timeout)
         except urllib.error.HTTPError as error:
-            if error.code in (401, 403):
-                raise ClientError(f"{self.url} answered {error.code} to {path}: pass the proxy's credentials with "
-                                  "--token or --header.") from None
-            raise
+            raise HttpStatusError(method, path.split("?")[0], error.code, error.read()) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             raise ServerUnreachable(
                 f"can't reach ComfyUI at {self.url} ({getattr(error, 'reason', error)}). Is it running, and is the "
@@ -504,10 +510,10 @@ class ComfyClient:
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id, "extra_data": extra_data or {}}
         try:
             self._json("POST", "/prompt", body)
-        except urllib.error.HTTPError as error:
-            if error.code != 400:
-                raise ClientError(f"POST /prompt answered {error.code}: {error.read()[:500]!r}") from None
-            raise PromptRejected(json.loads(error.read() or b"{}"), prompt) from None
+        except HttpStatusError as error:
+            if error.status != 400:
+                raise
+            raise PromptRejected(json.loads(error.body or b"{}"), prompt) from None
         return prompt_id
 
     def history(self, prompt_id: str) -> Optional[dict]:
@@ -827,9 +833,16 @@ def cmd_run(args) -> int:
     except PromptRejected as error:
         print(error, file=sys.stderr)
         return 1
+    except RunTimeout as error:
+        print(f"error: {error} It was cancelled on the server; raise --timeout for long videos.", file=sys.stderr)
+        return error.exit_code
     except ClientError as error:
         print(f"error: {error}", file=sys.stderr)
         return error.exit_code
+    except KeyboardInterrupt:
+        print("\ninterrupted: a prompt already queued was taken off the server's queue or interrupted",
+              file=sys.stderr)
+        return 130
 
 
 def _run(args) -> int:
@@ -851,12 +864,6 @@ def _run(args) -> int:
     try:
         result = client.execute(prompt, workflow_extra(workflow), out_dir=args.out, timeout=args.timeout,
                                 on_event=printer)
-    except KeyboardInterrupt:
-        print("\ninterrupted: the prompt was taken off the server's queue or interrupted", file=sys.stderr)
-        return 130
-    except RunTimeout as error:
-        print(f"error: {error} It was cancelled on the server; raise --timeout for long videos.", file=sys.stderr)
-        return error.exit_code
     finally:
         printer.close()
     return _report(result, args.traceback)

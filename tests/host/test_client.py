@@ -124,6 +124,18 @@ def test_timeout_exits_124_and_cancels_the_prompt_on_the_server(comfy_server, co
     assert "execution_interrupted" in history_events(comfy_client, name)
     assert not list((comfy_server.tree.output / "client").glob("timeout*"))  # no partial video left
 
+def test_validate_checks_on_the_server_and_runs_nothing(comfy_server, comfy_client, tmp_path):
+    name = f"validate_{uuid.uuid4().hex[:8]}.latent"
+    write_latent(comfy_server.tree.input / name)
+    done = run_cli(comfy_server, *decode_only_args(name, "client/validate"), "--validate")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "valid: 4 nodes; nothing was run"
+    wait_for_idle(comfy_client)
+    assert not list(comfy_server.tree.output.rglob("validate*"))
+    rejected = run_cli(comfy_server, DECODE_ONLY, "--validate")  # the bundled names aren't on this server
+    assert rejected.returncode == 1 and "ComfyUI refused the prompt" in rejected.stderr
+
+
 def test_save_api_writes_the_prompt_the_server_would_get(comfy_server, tmp_path):
     target = tmp_path / "prompt.json"
     done = run_cli(comfy_server, DECODE_ONLY, "--set", "2.vae_name=other.safetensors", "--save-api", target)
@@ -173,7 +185,8 @@ def test_auth_header_or_token_gets_through_a_proxy(comfy_server, tmp_path, heade
         command = [sys.executable, "-m", "streamvae", "run", str(DECODE_ONLY), "--server", proxy.url,
                    "--save-api", str(tmp_path / "p.json")]
         refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
-        assert refused.returncode == 1 and "answered 401" in refused.stderr and "--token" in refused.stderr
+        assert refused.returncode == 1
+        assert "GET /object_info answered 401" in refused.stderr and "--token" in refused.stderr
         allowed = subprocess.run(command + args, capture_output=True, text=True, timeout=120)
         assert allowed.returncode == 0, allowed.stderr
         assert json.loads((tmp_path / "p.json").read_text())["3"]["class_type"] == "StreamVAEDecode"
