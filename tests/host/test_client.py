@@ -245,5 +245,5 @@ def wait_for_idle(comfy_client, within: float = 120):
 def history_events(comfy_client, latent_name: str) -> list[str]:
     """The status events of the one prompt that loaded latent_name."""
     (entry,) = [entry for entry in comfy_client.get_json("/history").values()
-                if entry["prompt"][2]["1"]["inputs"]["latent"] == latent_name]
+                if any(node["inputs"].get("latent") == latent_name for node in entry["prompt"][2].values())]
     return [event for event, _ in entry["status"]["messages"]]
