@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime
 import json
 import math
+import os
 import platform
 import subprocess
 import time
@@ -64,8 +65,6 @@ def machine_info(device: torch.device) -> dict:
 
 
 def _cpu_count() -> int:
-    import os  # noqa: PLC0415
-
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
 
 

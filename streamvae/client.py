@@ -405,7 +405,9 @@ def _node_label(prompt: dict, node_id: str, class_type: Optional[str] = None) ->
     node = prompt.get(str(node_id), {})
     class_type = class_type or node.get("class_type", "?")
     title = node.get("_meta", {}).get("title")
-    return f"node {node_id} ({title} / {class_type})" if title and title != class_type else f"node {node_id} ({class_type})"
+    if title and title != class_type:
+        return f"node {node_id} ({title} / {class_type})"
+    return f"node {node_id} ({class_type})"
 
 
 def describe_rejection(body: dict, prompt: dict) -> str:
@@ -529,7 +531,9 @@ class ComfyClient:
         self.interrupt(prompt_id)
 
     def upload(self, path: Path) -> str:
-        """Put a local file into the server's input folder (POST /upload/image takes any file); its name there."""
+        """Put a local file into the server's input folder (POST /upload/image takes any file); its name there.
+
+        As the page does, never overwrite: the server keeps an identical file's name and renames a different one."""
         path = Path(path)
         if not path.is_file():
             raise WorkflowError(f"{path}: no such file to upload.")
@@ -537,8 +541,7 @@ class ComfyClient:
         content_type = mimetypes.guess_type(path.name)[0] or "application/octet-stream"
         head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"image\"; filename=\"{path.name}\"\r\n"
                 f"Content-Type: {content_type}\r\n\r\n").encode()
-        tail = (f"\r\n--{boundary}\r\nContent-Disposition: form-data; name=\"overwrite\"\r\n\r\ntrue\r\n"
-                f"--{boundary}--\r\n").encode()
+        tail = f"\r\n--{boundary}--\r\n".encode()
         with self._open("POST", "/upload/image", head + path.read_bytes() + tail,
                         f"multipart/form-data; boundary={boundary}") as response:
             answer = json.loads(response.read())

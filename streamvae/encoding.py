@@ -91,7 +91,6 @@ class ResolvedEncoder:
     pix_fmt: str
     options: dict = field(default_factory=dict)
     audio_codec: str = "aac"
-    hardware: bool = False
 
 
 def _choice(kind: str, value, allowed) -> None:
@@ -125,7 +124,7 @@ def resolve(settings: EncodeSettings) -> ResolvedEncoder:
 
     if codec.nvenc and settings.encoder != "software" and nvenc_available(codec.nvenc):
         return ResolvedEncoder(muxer, codec.nvenc, pix_fmt, _nvenc_options(crf, settings.preset),
-                               audio_codec, hardware=True)
+                               audio_codec)
     if settings.encoder == "nvenc":
         log.warning("streamvae: %s is not available on this machine; encoding with %s on the CPU instead",
                     codec.nvenc or f"an NVENC encoder for {settings.codec}", codec.software)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import sys
 from pathlib import Path
@@ -11,8 +10,6 @@ from typing import Any, Optional
 import torch
 
 from .errors import StreamVAEError
-
-log = logging.getLogger("streamvae")
 
 
 

@@ -12,7 +12,7 @@ import queue
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
 import numpy as np
@@ -57,7 +57,6 @@ class Progress:
 class RunResult:
     decode_seconds: float
     frames: int
-    extra: dict = field(default_factory=dict)
 
 
 def _pieces(chunk: torch.Tensor, size: int) -> Iterator[torch.Tensor]:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import logging
 import sys
 from typing import Any, Optional
 
 import torch
 
 from .wan import WanChunkDecoder, WanParts
-
-log = logging.getLogger(__name__)
 
 
 def is_comfy_vae(vae: Any) -> bool:
