@@ -95,7 +95,8 @@ class Editor:
 def stream_decode_node(node_id: int, pos, mode: int) -> dict:
     return {"id": node_id, "type": "StreamVAEDecode", "pos": pos, "size": [250, 80], "flags": {}, "order": 0,
             "mode": mode,
-            "inputs": [{"name": "samples", "type": "LATENT", "link": None}, {"name": "vae", "type": "VAE", "link": None}],
+            "inputs": [{"name": "samples", "type": "LATENT", "link": None},
+                       {"name": "vae", "type": "VAE", "link": None}],
             "outputs": [{"name": "FRAME_STREAM", "type": "FRAME_STREAM", "links": []}],
             "properties": {**PACK, "Node name for S&R": "StreamVAEDecode"}, "widgets_values": ["exact"]}
 
@@ -107,7 +108,8 @@ def stream_save_node(node_id: int, pos, size, mode: int, fps: float, prefix: str
             "inputs": [{"name": "frames", "shape": optional, "type": "FRAME_STREAM", "link": None},
                        {"name": "images", "shape": optional, "type": "IMAGE", "link": None},
                        {"name": "audio", "shape": optional, "type": "AUDIO", "link": None}],
-            "outputs": [{"name": "video", "type": "VIDEO", "links": []}, {"name": "path", "type": "STRING", "links": []}],
+            "outputs": [{"name": "video", "type": "VIDEO", "links": []},
+                        {"name": "path", "type": "STRING", "links": []}],
             "properties": {**PACK, "Node name for S&R": "StreamVAESaveVideo"},
             "widgets_values": [fps, prefix, *SAVE_WIDGETS]}
 
@@ -249,8 +251,8 @@ def write_models_md(models: list[dict], path: Path):
         "| folder | file | used by | source |",
         "|---|---|---|---|",
     ]
-    lines += [f"| {model['directory']} | `{model['name']}` | {', '.join(model['used_by'])} | [{model['url'].split('/')[4]}]"
-              f"({model['url']}) |" for model in models]
+    lines += [f"| {model['directory']} | `{model['name']}` | {', '.join(model['used_by'])} | "
+              f"[{model['url'].split('/')[4]}]({model['url']}) |" for model in models]
     lines += ["", "The 14B workflows load the high- and low-noise experts and the 4-step LoRAs; the 20-step graph "
               "(bypassed) needs no LoRA. wan_2.1_vae serves Wan 2.1 and Wan 2.2 14B; wan2.2_vae only the 5B.", ""]
     path.write_text("\n".join(lines))

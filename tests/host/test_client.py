@@ -68,9 +68,9 @@ def test_python_api_runs_the_api_twin_and_reports_files(comfy_server, tmp_path):
     workflow = json.loads((comfy_host.REPO_ROOT / "workflows" / "api" / "decode_only.json").read_text())
     events = []
     client = ComfyClient(comfy_server.url)
-    result = client.run(workflow, Overrides(sets=[("1", "latent", name), ("2", "vae_name", WAN21_VAE),
-                                                  ("4", "preset", "ultrafast"), ("4", "filename_prefix", "client/api")]),
-                        out_dir=tmp_path, on_event=events.append)
+    overrides = Overrides(sets=[("1", "latent", name), ("2", "vae_name", WAN21_VAE), ("4", "preset", "ultrafast"),
+                                ("4", "filename_prefix", "client/api")])
+    result = client.run(workflow, overrides, out_dir=tmp_path, on_event=events.append)
     assert result.ok and result.status == "success" and result.error is None
     (video,) = result.files
     assert video.read_bytes() == (comfy_server.tree.output / "client" / video.name).read_bytes()
