@@ -20,6 +20,11 @@ CHROMIUM = Path(os.environ.get("STREAMVAE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
 NAMES = ["wan22_14b_t2v", "wan22_14b_i2v", "wan22_5b_ti2v", "decode_only"]
+# Official templates (comfyui_workflow_templates) with subgraphs, nested links through them and promoted widgets,
+# plus the templates ours are built from and the page's default graph (an old seed-control layout).
+TEMPLATES = ["image_qwen_image_edit_2509.json", "image_qwen_image_instantx_controlnet.json",
+             "image_flux.1_fill_dev_OneReward.json", "flux1_dev_uso_reference_image_gen.json",
+             "video_wan2_2_14B_t2v.json", "video_wan2_2_14B_i2v.json", "video_wan2_2_5B_ti2v.json", "default.json"]
 
 playwright_sync = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed "
                                       "(pip install playwright; the system chromium is used, no browser download)")
@@ -123,3 +128,25 @@ def test_edge_cases_convert_as_the_page_converts_them(page, object_info):
     assert "images" not in ours["8"]["inputs"] and ours["8"]["_meta"]["title"] == "My save"  # muted source gone
     assert ours["10"]["inputs"] == {"noise_seed": 1234}  # the control value is not an input
     assert set(ours) == {"1", "3", "6", "8", "10"}
+
+
+def template(name: str) -> dict:
+    import comfyui_workflow_templates  # noqa: PLC0415 - ships with ComfyUI's requirements
+
+    return json.loads((Path(comfyui_workflow_templates.__file__).parent / "templates" / name).read_text())
+
+
+def without_titles(prompt: dict) -> dict:
+    """The prompt less `_meta`: the server ignores it, and the page titles an untitled node with its own translated
+    display name, which /object_info doesn't carry."""
+    return {node_id: {key: value for key, value in node.items() if key != "_meta"} for node_id, node in prompt.items()}
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+def test_official_templates_convert_as_the_page_converts_them(page, object_info, name):
+    workflow = template(name)
+    loaded = page.evaluate(LOAD_AND_CONVERT, workflow)
+    assert loaded["missing"] == []
+    expected = without_titles(loaded["output"])
+    assert without_titles(ui_to_api(workflow, object_info)) == expected
+    assert without_titles(ui_to_api(loaded["serialized"], object_info)) == expected
