@@ -5,6 +5,7 @@
 #   deploy/g7e/setup.sh --dry-run          print every step, change nothing
 #   deploy/g7e/setup.sh                    do it (sudo for packages and the systemd unit)
 #   deploy/g7e/setup.sh --models wan22_14b_t2v,decode_only --prefix /opt/comfy
+#   deploy/g7e/setup.sh --only models      re-run some steps: driver,packages,venv,comfyui,pack,models,service
 #
 # ComfyUI has no authentication, so the service listens on 127.0.0.1 only; reach it through the SSH tunnel the
 # script prints at the end, never by opening port 8188 in the security group.
@@ -14,6 +15,8 @@ COMFYUI_REPO="https://github.com/comfyanonymous/ComfyUI.git"
 COMFYUI_COMMIT="a125cd84b054a57729b5eecab930ca9408719832"  # v0.3.64, the version the pack is tested against
 TORCH_INDEX="https://download.pytorch.org/whl/cu128"        # Blackwell (sm_120) needs CUDA 12.8+ wheels
 PORT=8188
+HF_ENDPOINT="${HF_ENDPOINT:-https://huggingface.co}"      # a mirror, as huggingface_hub reads it
+STEPS="driver,packages,venv,comfyui,pack,models,service"
 PACK_DIR="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 MODELS_TSV="$PACK_DIR/workflows/models.tsv"
 
@@ -27,6 +30,7 @@ usage() {
     echo
     echo "options: --dry-run  --prefix DIR (default ~/comfy)  --models all|NAME[,NAME] (workflows/*.json names)"
     echo "         --port N (default 8188)  --user NAME (the service's user, default $SERVICE_USER)"
+    echo "         --only STEP[,STEP] (of $STEPS)   HF_ENDPOINT=URL for a Hugging Face mirror"
 }
 
 while [[ $# -gt 0 ]]; do
@@ -36,10 +40,18 @@ while [[ $# -gt 0 ]]; do
         --models) WORKFLOWS="$2"; shift ;;
         --port) PORT="$2"; shift ;;
         --user) SERVICE_USER="$2"; shift ;;
+        --only) STEPS="$2"; shift ;;
         -h|--help) usage; exit 0 ;;
         *) echo "unknown option: $1 (see --help)" >&2; exit 2 ;;
     esac
     shift
+done
+
+for step in ${STEPS//,/ }; do
+    case "$step" in
+        driver|packages|venv|comfyui|pack|models|service) ;;
+        *) echo "unknown step in --only: $step (steps: driver,packages,venv,comfyui,pack,models,service)" >&2; exit 2 ;;
+    esac
 done
 
 VENV="$PREFIX/venv"
@@ -124,7 +136,7 @@ expected_checksum() {
     repo=$(sed -E 's#https://huggingface.co/([^/]+/[^/]+)/resolve/main/.*#\1#' <<<"$url")
     path=$(sed -E 's#https://huggingface.co/[^/]+/[^/]+/resolve/main/##' <<<"$url")
     folder=$(dirname "$path")
-    curl -fsSL "https://huggingface.co/api/models/$repo/tree/main/$folder" | python3 -c '
+    curl -fsSL "$HF_ENDPOINT/api/models/$repo/tree/main/$folder" | python3 -c '
 import json, sys
 path = sys.argv[1]
 for entry in json.load(sys.stdin):
@@ -134,11 +146,12 @@ for entry in json.load(sys.stdin):
 }
 
 download_model() {
-    local folder=$1 name=$2 url=$3 target expected sha size actual
+    local folder=$1 name=$2 url=$3 target download_url expected sha size actual
     target="$COMFYUI/models/$folder/$name"
+    download_url="${url/https:\/\/huggingface.co/$HF_ENDPOINT}"
     if [[ $DRY_RUN == 1 ]]; then
-        echo "+ expected SHA-256 and size of $name from https://huggingface.co/api/models/.../tree/main/..."
-        run curl -fL --retry 5 -C - -o "$target.part" "$url"
+        echo "+ expected SHA-256 and size of $name from $HF_ENDPOINT/api/models/.../tree/main/..."
+        run curl -fL --retry 5 -C - -o "$target.part" "$download_url"
         echo "+ sha256sum $target.part  # must equal the expected SHA-256, else the download is removed"
         run mv "$target.part" "$target"
         return
@@ -153,7 +166,7 @@ download_model() {
         return
     fi
     mkdir -p "$(dirname "$target")"
-    curl -fL --retry 5 -C - -o "$target.part" "$url"
+    curl -fL --retry 5 -C - -o "$target.part" "$download_url"
     actual=$(sha256sum "$target.part" | cut -d' ' -f1)
     if [[ $actual != "$sha" ]]; then
         rm -f "$target.part"
@@ -239,18 +252,23 @@ Logs: journalctl -u comfyui -f
 EOF
 }
 
+# Whether STEP is among those asked for with --only (all by default).
+wanted() { [[ ",$STEPS," == *",$1,"* ]]; }
+
 main() {
     [[ -f $MODELS_TSV ]] || die "$MODELS_TSV is missing: run this script from a checkout of ComfyUI-StreamVAE."
     [[ $DRY_RUN == 1 ]] && echo "dry run: nothing is changed; every step is printed"
-    check_driver
-    install_system_packages
-    make_venv
-    install_comfyui
-    install_pack
-    download_models
-    install_service
-    wait_until_serving
-    print_tunnel
+    if wanted driver; then check_driver; fi
+    if wanted packages; then install_system_packages; fi
+    if wanted venv; then make_venv; fi
+    if wanted comfyui; then install_comfyui; fi
+    if wanted pack; then install_pack; fi
+    if wanted models; then download_models; fi
+    if wanted service; then
+        install_service
+        wait_until_serving
+        print_tunnel
+    fi
 }
 
 main
