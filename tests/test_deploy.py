@@ -110,7 +110,8 @@ class FakeHuggingFaceHandler(http.server.BaseHTTPRequestHandler):
             body = json.dumps([{"type": "file", "path": path, "size": len(data),
                                 "lfs": {"oid": self.server.advertised_sha.get(path, hashlib.sha256(data).hexdigest()),
                                         "size": len(data), "pointerSize": 134}}
-                               for path, data in self.server.files.items() if path.rsplit("/", 1)[0] == folder]).encode()
+                               for path, data in self.server.files.items()
+                               if path.rsplit("/", 1)[0] == folder]).encode()
         elif len(repo_path) == 2 and repo_path[1] in self.server.files:
             self.server.downloads.append(repo_path[1])
             body = self.server.files[repo_path[1]]

@@ -87,7 +87,8 @@ check_driver() {
         return
     fi
     command -v nvidia-smi >/dev/null ||
-        die "nvidia-smi not found: launch from an AMI with the NVIDIA driver (Deep Learning Base AMI) or install it (driver >= 570 for Blackwell)."
+        die "nvidia-smi not found: launch from an AMI with the NVIDIA driver (Deep Learning Base AMI)" \
+            "or install it (driver >= 570 for Blackwell)."
     nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv,noheader ||
         die "nvidia-smi failed: the driver is installed but not loaded (reboot after installing it)."
 }
