@@ -9,8 +9,9 @@ Takes either workflow format. API format (`{id: {"class_type", "inputs"}}`) goes
 the page saves, `{"nodes", "links", ...}`) is converted first, as the frontend's graphToPrompt does when you press
 Queue, using the server's /object_info to map each node's `widgets_values` to its input names.
 
-Nothing here imports torch or ComfyUI: the client runs anywhere Python does. It talks plain HTTP (urllib) and one
-WebSocket (websocket-client, imported when a run starts).
+The client itself needs no torch and no ComfyUI (the package's __init__ still imports the engine, so installing the
+package brings torch): plain HTTP (urllib) and one WebSocket (websocket-client, imported when a run starts).
+Subgraphs are flattened; legacy group nodes are refused with the way out (the page's Export (API)).
 """
 
 from __future__ import annotations
@@ -78,8 +79,7 @@ VIRTUAL_NODE_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_MUTED, MODE_BYPASSED = 2, 4  # litegraph's LGraphEventMode NEVER and BYPASS
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
 # `image_upload: true` and friends add an "upload" button whose value ("image", ...) is saved after the combo.
-UPLOAD_OPTIONS = {"image_upload": "image", "video_upload": "video", "audio_upload": "audio",
-                  "animated_image_upload": "image"}
+UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
 
 
 def is_ui_format(workflow: dict) -> bool:
@@ -95,36 +95,36 @@ def is_api_format(workflow: dict) -> bool:
 class _Widget:
     name: str
     has_seed_control: bool
-    upload_value: Optional[str]
+    has_upload_button: bool
     default: Any  # what the page shows for a widget the file has no value for (a node that gained a widget)
 
 
 def widget_inputs(node_info: dict) -> list[_Widget]:
-    """The inputs of a node definition that the frontend shows as widgets, in widget order.
-
-    A widget is an INT/FLOAT/STRING/BOOLEAN/COMBO input not forced to be a socket. The frontend adds a seed-control
-    combo after INT widgets flagged `control_after_generate`, or, unflagged, named seed/noise_seed.
-    """
+    """The inputs of a node definition that the frontend shows as widgets, in widget order."""
     order = node_info.get("input_order") or {group: list(specs) for group, specs in node_info.get("input", {}).items()}
     widgets = []
     for group in ("required", "optional"):
         specs = node_info.get("input", {}).get(group, {})
         for name in order.get(group, []):
-            spec = specs.get(name)
-            if not spec:
-                continue
-            kind = spec[0]
-            options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-            if not (isinstance(kind, list) or kind in WIDGET_TYPES) or options.get("forceInput"):
-                continue
-            control = options.get("control_after_generate")
-            if control is None:
-                control = kind == "INT" and name in ("seed", "noise_seed")
-            upload = next((value for option, value in UPLOAD_OPTIONS.items() if options.get(option)), None)
-            choices = kind if isinstance(kind, list) else options.get("options") or [None]
-            default = options.get("default", choices[0] if choices else None)
-            widgets.append(_Widget(name, bool(control), upload, default))
+            widget = _widget(name, specs[name]) if specs.get(name) else None
+            if widget:
+                widgets.append(widget)
     return widgets
+
+
+def _widget(name: str, spec: list) -> Optional[_Widget]:
+    """A widget for an INT/FLOAT/STRING/BOOLEAN/COMBO input not forced to be a socket, else None. The frontend adds a
+    seed-control combo after INT widgets flagged `control_after_generate`, or, unflagged, named seed/noise_seed."""
+    kind = spec[0]
+    options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
+    if not (isinstance(kind, list) or kind in WIDGET_TYPES) or options.get("forceInput"):
+        return None
+    control = options.get("control_after_generate")
+    if control is None:
+        control = kind == "INT" and name in ("seed", "noise_seed")
+    choices = kind if isinstance(kind, list) else options.get("options") or [None]
+    default = options.get("default", choices[0] if choices else None)
+    return _Widget(name, bool(control), any(options.get(option) for option in UPLOAD_OPTIONS), default)
 
 
 def _api_value(value):
@@ -153,7 +153,7 @@ def _positional_values(widgets: list[_Widget], values: list) -> dict:
             break
         named[widget.name] = values[index]
         # The page assigns widgets_values by position, its extra widgets included, whatever the values are.
-        index += 1 + widget.has_seed_control + bool(widget.upload_value)
+        index += 1 + widget.has_seed_control + widget.has_upload_button
     return named
 
 
