@@ -5,6 +5,7 @@ from __future__ import annotations
 from comfy_api.latest import io
 
 from ..streamvae.convert import MODES
+from ..streamvae.precision import PRECISIONS
 from .errors import user_facing_errors
 from .frame_stream import FrameStreamSocket, LatentFrameStream, latent_stream
 from .image_frames import collect_images
@@ -12,6 +13,11 @@ from .progress import ChunkProgress
 
 MODE_TOOLTIP = ("exact: the same bytes as stock VAE Decode + Save Video. fast: the conversion to 8-bit runs in the "
                 "VAE's own precision, a little faster, not byte-identical.")
+
+
+PRECISION_TOOLTIP = ("The dtype the decoder computes in. auto: the VAE's own (bf16 on recent GPUs, fp32 on a CPU); "
+                     "fp32 for the last bit of quality; fp16 for cards without fast bf16 (may overflow on some "
+                     "videos). The VAE is converted for this decode only.")
 
 
 class VAEDecodeStreaming(io.ComfyNode):
@@ -28,14 +34,17 @@ class VAEDecodeStreaming(io.ComfyNode):
                 io.Latent.Input("samples", tooltip="The video latent to decode (Wan 2.1 / Wan 2.2)."),
                 io.Vae.Input("vae", tooltip="The VAE that matches the model that made the latent."),
                 io.Combo.Input("mode", options=list(MODES), default="exact", tooltip=MODE_TOOLTIP),
+                # Optional, so workflows saved before it existed still load and queue unchanged.
+                io.Combo.Input("precision", options=list(PRECISIONS), default="auto", optional=True,
+                               tooltip=PRECISION_TOOLTIP),
             ],
             outputs=[FrameStreamSocket.Output(display_name="frames",
                                               tooltip="The video's frames, decoded when a consumer reads them.")],
         )
 
     @classmethod
-    def execute(cls, samples, vae, mode) -> io.NodeOutput:
-        return io.NodeOutput(latent_stream(vae, samples, mode))
+    def execute(cls, samples, vae, mode, precision="auto") -> io.NodeOutput:
+        return io.NodeOutput(latent_stream(vae, samples, mode, precision))
 
 
 class VAEDecodeAsync(io.ComfyNode):

@@ -17,6 +17,7 @@ from comfy_api.latest import io
 
 from ..streamvae import FrameSource, StreamVAEError, decoder_for, source_from_decoder, source_from_images
 from ..streamvae.latents import as_video_latent
+from ..streamvae.precision import precision_dtype
 
 SOCKET_TYPE = "FRAME_STREAM"
 
@@ -44,6 +45,7 @@ class LatentFrameStream(FrameStream):
     vae: Any
     samples: torch.Tensor
     mode: str = "exact"
+    precision: str = "auto"
 
     @property
     def videos(self) -> int:
@@ -51,7 +53,7 @@ class LatentFrameStream(FrameStream):
 
     def open(self, index: int) -> FrameSource:
         latent = self.samples[index:index + 1]
-        return source_from_decoder(decoder_for(self.vae, latent), latent, self.mode)
+        return source_from_decoder(decoder_for(self.vae, latent), latent, self.mode, self.precision)
 
 
 @dataclass(frozen=True, eq=False)
@@ -68,7 +70,7 @@ class ImageFrameStream(FrameStream):
         return source_from_images(self.images)
 
 
-def latent_stream(vae: Any, latent: Any, mode: str) -> LatentFrameStream:
+def latent_stream(vae: Any, latent: Any, mode: str, precision: str = "auto") -> LatentFrameStream:
     """Check the latent against the VAE now, before anything is decoded, and build the recipe."""
     samples = latent.get("samples") if isinstance(latent, dict) else latent
     if isinstance(samples, torch.Tensor) and samples.dim() == 5:
@@ -82,7 +84,8 @@ def latent_stream(vae: Any, latent: Any, mode: str) -> LatentFrameStream:
             f"the latent has {samples.shape[1]} channels but this VAE takes {expected}; connect the VAE that "
             "matches the model that made the latent (Wan 2.2 5B TI2V uses wan2.2_vae with 48 channels; Wan 2.1 "
             "and Wan 2.2 14B use wan_2.1_vae with 16)")
-    return LatentFrameStream(vae, samples, mode)
+    precision_dtype(precision)
+    return LatentFrameStream(vae, samples, mode, precision)
 
 
 def image_stream(images: Any) -> ImageFrameStream:

@@ -16,6 +16,7 @@ from .encoding import EncodeSettings, FpsLike
 from .errors import StreamVAEError
 from .fast import with_fast_kernels
 from .latents import as_video_latent
+from .precision import chunks_in_precision, precision_dtype
 from .pipeline import FrameSource, Progress, iterate_host_chunks, run_to_consumer
 from .stats import DEFAULT_PRICE_PER_GPU_HOUR, DecodeStats, PeakRSS, peak_vram_tracker
 from .writer import VideoWriter, check_output_path
@@ -33,9 +34,10 @@ def _check_run_options(mode: str, slots: int) -> None:
         raise StreamVAEError(f"slots={slots!r}: use 2 (double buffering) or any count from 1 to 16")
 
 
-def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, mode: str = "exact") -> FrameSource:
+def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, mode: str = "exact",
+                        precision: str = "auto") -> FrameSource:
     height, width = decoder.output_size(latent)
-    chunks = decoder.chunks(latent)
+    chunks = chunks_in_precision(decoder, latent, precision)
     if mode == "fast" and isinstance(decoder, WanChunkDecoder):
         chunks = with_fast_kernels(chunks, decoder.parts.decoder, decoder.device)
     return FrameSource(chunks, decoder.output_frames(latent), height, width, decoder.device, decoder.unit_range,
@@ -78,32 +80,35 @@ def decode_to_video(vae: Any, latent: Any, path: os.PathLike | str, *, fps: FpsL
                     codec: str = "h264", crf: Optional[int] = None, preset: str = "medium",
                     pix_fmt: Optional[str] = None, encoder: str = "auto", threads: int = 0,
                     audio: Optional[dict] = None, metadata: Optional[dict] = None, mode: str = "exact",
-                    slots: int = 2, progress: Optional[ProgressCallback] = None,
+                    precision: str = "auto", slots: int = 2, progress: Optional[ProgressCallback] = None,
                     cancel: Optional[CancelCheck] = None,
                     price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR) -> DecodeStats:
     """Decode `latent` with `vae` chunk by chunk and encode it to `path` while the decoder keeps going.
 
     `vae`: ComfyUI's VAE, a diffusers AutoencoderKLWan, or anything with `.decode()`. `latent`: `[1, C, T, h, w]`
-    or ComfyUI's LATENT dict (one video per call). Every argument is checked before decoding starts.
+    or ComfyUI's LATENT dict (one video per call). `precision`: auto (the VAE's own dtype), fp32, bf16 or fp16.
+    Every argument is checked before decoding starts.
     """
     started = time.perf_counter()
     settings = EncodeSettings(fps=fps, container=container, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
                               encoder=encoder, threads=threads)
     _check_run_options(mode, slots)
+    precision_dtype(precision)
     check_output_path(Path(path))
     samples = as_video_latent(latent)
     decoder = decoder_for(vae, samples)
-    return write_video(source_from_decoder(decoder, samples, mode), path, settings, audio=audio, metadata=metadata,
-                       mode=mode, slots=slots, progress=progress, cancel=cancel,
+    return write_video(source_from_decoder(decoder, samples, mode, precision), path, settings, audio=audio,
+                       metadata=metadata, mode=mode, slots=slots, progress=progress, cancel=cancel,
                        price_per_gpu_hour=price_per_gpu_hour, started=started)
 
 
-def iter_frames(vae: Any, latent: Any, *, mode: str = "exact", slots: int = 2,
+def iter_frames(vae: Any, latent: Any, *, mode: str = "exact", precision: str = "auto", slots: int = 2,
                 progress: Optional[ProgressCallback] = None,
                 cancel: Optional[CancelCheck] = None) -> Iterator[torch.Tensor]:
     """Yield the video as uint8 `[t, H, W, 3]` CPU tensors, chunk by chunk, for callers that want frames."""
     _check_run_options(mode, slots)
+    precision_dtype(precision)
     samples = as_video_latent(latent)
     decoder = decoder_for(vae, samples)
-    return iterate_host_chunks(source_from_decoder(decoder, samples, mode), mode=mode, slots=slots, progress=progress,
-                               cancel=cancel)
+    return iterate_host_chunks(source_from_decoder(decoder, samples, mode, precision), mode=mode, slots=slots,
+                               progress=progress, cancel=cancel)

@@ -15,6 +15,7 @@ from .client import add_run_command
 from .encoding import CODECS, CONTAINERS, ENCODERS, PRESETS
 from .errors import Cancelled, EncoderError, StreamVAEError
 from .pipeline import Progress
+from .precision import PRECISIONS
 
 
 class ProgressBar:
@@ -73,7 +74,7 @@ def cmd_decode(args) -> int:
     try:
         stats = decode_to_video(vae, latent, args.output, fps=args.fps, container=args.container, codec=args.codec,
                                 crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, encoder=args.encoder,
-                                mode=args.mode, progress=bar, price_per_gpu_hour=args.price_per_hour)
+                                mode=args.mode, precision=args.precision, progress=bar, price_per_gpu_hour=args.price_per_hour)
     finally:
         bar.close()
     print(f"wrote {stats.path}: {stats.frames} frames {stats.width}x{stats.height} in {stats.wall_seconds:.2f} s "
@@ -109,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     decode.add_argument("--comfyui", help="ComfyUI folder, to load VAEs as ComfyUI does (else $COMFYUI_PATH)")
     decode.add_argument("--price-per-hour", type=float, default=3.36)
     decode.add_argument("--mode", default="exact", choices=("exact", "fast"))
+    decode.add_argument("--precision", default="auto", choices=tuple(PRECISIONS),
+                        help="the dtype the decoder computes in (auto: the VAE's own)")
     _add_encoder_options(decode, crf=None)
     decode.set_defaults(run=cmd_decode)
 

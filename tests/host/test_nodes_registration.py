@@ -11,7 +11,8 @@ from comfy_host import PACK_NAME
 # node id -> (display name, category, required inputs, optional inputs, outputs, output node)
 NODES = {
     "StreamVAEDecode": ("VAE Decode (Streaming)", "latent",
-                        {"samples": "LATENT", "vae": "VAE", "mode": "COMBO"}, {}, ["FRAME_STREAM"], False),
+                        {"samples": "LATENT", "vae": "VAE", "mode": "COMBO"}, {"precision": "COMBO"}, ["FRAME_STREAM"],
+                        False),
     "StreamVAESaveVideo": ("Save Video (Streaming)", "image/video",
                            {"fps": "FLOAT", "filename_prefix": "STRING", "container": "COMBO", "codec": "COMBO",
                             "crf": "INT", "preset": "COMBO", "pix_fmt": "COMBO", "encoder": "COMBO",
