@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .convert import to_uint8_frames
-from .errors import Cancelled
+from .errors import Cancelled, EncoderError
 from .slots import SlotRing, StagedChunk
 from .stats import ComputeClock
 
@@ -92,12 +92,14 @@ class WriterThread(threading.Thread):
         self.preview: Optional[np.ndarray] = None
         self.preview_every = preview_every
         self._abandon = threading.Event()
+        self.told_to_stop = False  # set when run() returns because it was told to (DONE or abandon)
 
     def run(self) -> None:
         with torch.inference_mode():  # threads don't inherit it from the caller
             while True:
                 staged = self.inbox.get()
                 if staged is self.DONE or self._abandon.is_set():
+                    self.told_to_stop = True
                     return
                 try:
                     frames = self.ring.host_frames(staged)
@@ -120,6 +122,10 @@ class WriterThread(threading.Thread):
 def _check(cancel: Optional[Callable[[], bool]], writer: Optional[WriterThread]) -> None:
     if writer is not None and writer.error is not None:
         raise writer.error
+    if writer is not None and not writer.is_alive() and not writer.told_to_stop:
+        # Without this the decoder would wait forever for a slot that a vanished consumer never frees.
+        raise EncoderError("the video writer thread stopped without finishing or reporting an error; "
+                           "no file was left behind. Please report this with the log")
     if cancel is not None and cancel():
         raise Cancelled("the decode was cancelled")
 
