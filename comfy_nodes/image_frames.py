@@ -2,17 +2,19 @@
 
 Stock VAE Decode builds the whole video on the GPU (a growing concatenation), copies it to the host, then converts.
 Here each chunk is converted on its device with the very same float32 operations (`clamp((x + 1) / 2, 0, 1)`,
-ComfyUI's `VAE.process_output`) and copied into one preallocated host tensor, so the result is the same numbers
-while the GPU only ever holds one chunk and the decoder's cache.
+ComfyUI's `VAE.process_output`), copied to the host through pinned slots, and placed into one preallocated tensor,
+so the result is the same numbers while the GPU only ever holds a chunk or two and the decoder's cache.
 """
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, Optional
 
 import torch
 
 from ..streamvae import FrameSource, Progress, StreamVAEError
+from ..streamvae.pipeline import iterate_host_chunks
 
 OpenSource = Callable[[int], FrameSource]
 
@@ -55,22 +57,28 @@ def collect_images(open_source: OpenSource, videos: int, output_device: torch.de
 
 def _fill(source: FrameSource, images: torch.Tensor, offset: int, wanted: range,
           progress: Optional[Callable[[Progress], None]]) -> None:
-    """Copy this video's frames that fall in `wanted` into `images`; `offset` is its first frame's number."""
+    """Copy this video's frames that fall in `wanted` into `images`; `offset` is its first frame's number.
+
+    Chunks travel through the engine's pinned slots as float32: on a GPU the copy of chunk i overlaps the decode
+    of chunk i+1, and this thread only ever copies host memory.
+    """
+    convert = functools.partial(_unit_float_into, unit_range=source.unit_range)
+    host_chunks = iterate_host_chunks(source, convert=convert, dtype=torch.float32)
     position = offset
     try:
-        for chunk in source.chunks:
-            frames = chunk.shape[2]
+        for chunk in host_chunks:
+            frames = chunk.shape[0]
             low, high = max(position, wanted.start), min(position + frames, wanted.stop)
             if low < high:
-                converted = unit_float_frames(chunk[:, :, low - position:high - position], source.unit_range)
-                images[low - wanted.start:high - wanted.start].copy_(converted)
-                del converted  # may be a view of the chunk
-            del chunk  # before the next chunk exists, or the GPU would hold two
+                images[low - wanted.start:high - wanted.start].copy_(chunk[low - position:high - position])
             position += frames
             if progress is not None:  # counted in frames decoded: those before `start` cost time too
                 progress(Progress(min(position, wanted.stop), wanted.stop, 0.0))
             if position >= wanted.stop:
                 break
     finally:
-        if hasattr(source.chunks, "close"):
-            source.chunks.close()  # frees the decoder's causal cache now, also when we stop early
+        host_chunks.close()  # frees the decoder's causal cache and the slots now, also when we stop early
+
+
+def _unit_float_into(chunk: torch.Tensor, *, unit_range: bool, out: torch.Tensor) -> torch.Tensor:
+    return out.copy_(unit_float_frames(chunk, unit_range))

@@ -18,7 +18,7 @@ from typing import Callable, Iterator, Optional
 import numpy as np
 import torch
 
-from .convert import to_uint8_frames
+from .convert import RGB24, FrameLayout, to_uint8_frames
 from .errors import Cancelled, EncoderError
 from .slots import SlotRing, StagedChunk
 from .stats import ComputeClock
@@ -82,9 +82,11 @@ class WriterThread(threading.Thread):
 
     DONE = None
 
-    def __init__(self, ring: SlotRing, consume: Callable[[np.ndarray], None], preview_every: int):
+    def __init__(self, ring: SlotRing, consume: Callable[[np.ndarray], None], preview_every: int,
+                 layout: FrameLayout):
         super().__init__(name="streamvae-writer", daemon=True)
         self.ring = ring
+        self.layout = layout
         self.consume = consume
         self.inbox: "queue.Queue[Optional[StagedChunk]]" = queue.Queue()
         self.error: Optional[BaseException] = None
@@ -105,7 +107,7 @@ class WriterThread(threading.Thread):
                     frames = self.ring.host_frames(staged)
                     self.consume(frames)
                     if self.preview_every:
-                        self.preview = frames[-1, ::self.preview_every, ::self.preview_every].copy()
+                        self.preview = self.layout.preview(frames[-1], self.preview_every)
                     self.frames_done += staged.frames
                 except BaseException as error:  # noqa: BLE001 - handed to the calling thread, which raises it
                     self.error = error
@@ -132,17 +134,21 @@ def _check(cancel: Optional[Callable[[], bool]], writer: Optional[WriterThread])
 
 def run_to_consumer(source: FrameSource, consume: Callable[[np.ndarray], None], *, mode: str = "exact",
                     slots: int = 2, progress: Optional[Callable[[Progress], None]] = None,
-                    cancel: Optional[Callable[[], bool]] = None, preview_width: int = 0) -> RunResult:
+                    cancel: Optional[Callable[[], bool]] = None, preview_width: int = 0,
+                    layout: FrameLayout = RGB24) -> RunResult:
     """Decode on this thread, consume (encode) on a writer thread; return when every frame is consumed.
+
+    `layout` says what the consumer takes: rgb24 frames, or yuv420p planes converted on the device.
 
     Any exception here or in `consume`, and a cancel, stop both threads, join the writer and free the slots
     before it propagates; the caller removes the partial file.
     """
-    convert = functools.partial(to_uint8_frames, unit_range=source.unit_range, mode=mode)
-    ring = SlotRing(slots, FRAMES_PER_SLOT, source.height, source.width, source.device)
+    convert = functools.partial(layout.convert, unit_range=source.unit_range, mode=mode)
+    ring = SlotRing(slots, FRAMES_PER_SLOT, source.height, source.width, source.device,
+                    frame_shape=layout.frame_shape(source.height, source.width))
     clock = ComputeClock(source.device)
     preview_every = max(1, source.width // preview_width) if preview_width else 0
-    writer = WriterThread(ring, consume, preview_every)
+    writer = WriterThread(ring, consume, preview_every, layout)
     writer.start()
     started = time.perf_counter()
     chunks = source.chunks
@@ -176,14 +182,18 @@ def run_to_consumer(source: FrameSource, consume: Callable[[np.ndarray], None], 
 
 def iterate_host_chunks(source: FrameSource, *, mode: str = "exact", slots: int = 2,
                         progress: Optional[Callable[[Progress], None]] = None,
-                        cancel: Optional[Callable[[], bool]] = None) -> Iterator[torch.Tensor]:
-    """Yield uint8 `[t, H, W, 3]` CPU tensors, keeping up to `slots` chunks in flight on the GPU.
+                        cancel: Optional[Callable[[], bool]] = None,
+                        convert: Optional[Callable[..., torch.Tensor]] = None,
+                        dtype: torch.dtype = torch.uint8) -> Iterator[torch.Tensor]:
+    """Yield `[t, H, W, 3]` CPU tensors, keeping up to `slots` chunks in flight on the GPU.
 
     One thread: while the caller works on chunk i, the GPU already decodes chunk i+1. Each yielded tensor is
-    the caller's own copy (the slot is reused right after).
+    the caller's own copy (the slot is reused right after). By default frames are uint8 as `mode` converts them;
+    `convert(chunk, out=...)` and `dtype` let a caller stage other values (ComfyUI's float IMAGE, for one).
     """
-    convert = functools.partial(to_uint8_frames, unit_range=source.unit_range, mode=mode)
-    ring = SlotRing(slots, FRAMES_PER_SLOT, source.height, source.width, source.device)
+    if convert is None:
+        convert = functools.partial(to_uint8_frames, unit_range=source.unit_range, mode=mode)
+    ring = SlotRing(slots, FRAMES_PER_SLOT, source.height, source.width, source.device, dtype)
     pieces = (piece for chunk in source.chunks for piece in _pieces(chunk, FRAMES_PER_SLOT))
     in_flight: deque[StagedChunk] = deque()
     done, started = 0, time.perf_counter()

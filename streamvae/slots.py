@@ -30,17 +30,17 @@ class PinnedPool:
         self._lock = threading.Lock()
         self._buffers: list[torch.Tensor] = []
 
-    def take(self, shape: tuple[int, ...]) -> torch.Tensor:
+    def take(self, shape: tuple[int, ...], dtype: torch.dtype = torch.uint8) -> torch.Tensor:
         with self._lock:
             for index, buffer in enumerate(self._buffers):
-                if tuple(buffer.shape) == shape:
+                if tuple(buffer.shape) == shape and buffer.dtype == dtype:
                     return self._buffers.pop(index)
-        return torch.empty(shape, dtype=torch.uint8, pin_memory=True)
+        return torch.empty(shape, dtype=dtype, pin_memory=True)
 
     def give(self, buffer: torch.Tensor) -> None:
         with self._lock:
             self._buffers.append(buffer)
-            while sum(b.numel() for b in self._buffers) > MAX_POOLED_BYTES:
+            while sum(b.nbytes for b in self._buffers) > MAX_POOLED_BYTES:
                 self._buffers.pop(0)
 
     def clear(self) -> None:
@@ -61,21 +61,23 @@ class StagedChunk:
 
 
 class SlotRing:
-    def __init__(self, slots: int, frames_per_slot: int, height: int, width: int, device: torch.device):
+    def __init__(self, slots: int, frames_per_slot: int, height: int, width: int, device: torch.device,
+                 dtype: torch.dtype = torch.uint8, frame_shape: Optional[tuple[int, ...]] = None):
+        """`frame_shape`: one frame's array when it is not `[H, W, 3]` (yuv420p planes are `[H*3/2, W]`)."""
         self.device = torch.device(device)
         self.cuda = self.device.type == "cuda"
         self.frames_per_slot = frames_per_slot
-        shape = (frames_per_slot, height, width, 3)
+        shape = (frames_per_slot, *(frame_shape or (height, width, 3)))
         self.free: "queue.Queue[int]" = queue.Queue()
         self.host: list[torch.Tensor] = []
         self.device_slots: list[torch.Tensor] = []
         self.copy_stream = torch.cuda.Stream(self.device) if self.cuda else None
         for index in range(slots):
             if self.cuda:
-                self.host.append(PINNED_POOL.take(shape))
-                self.device_slots.append(torch.empty(shape, dtype=torch.uint8, device=self.device))
+                self.host.append(PINNED_POOL.take(shape, dtype))
+                self.device_slots.append(torch.empty(shape, dtype=dtype, device=self.device))
             else:
-                self.host.append(torch.empty(shape, dtype=torch.uint8))
+                self.host.append(torch.empty(shape, dtype=dtype))
             self.free.put(index)
 
     def acquire(self, should_stop: Callable[[], None]) -> int:
