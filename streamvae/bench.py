@@ -27,7 +27,9 @@ from .decoders import decoder_for
 from .encoding import EncodeSettings
 from .pipeline import FrameSource
 from .stats import DecodeStats, PeakRSS, peak_vram_tracker
-from .synthetic import SPATIAL_SCALE, PanZoomContent, random_latent, random_wan_vae
+from .errors import StreamVAEError
+from .files import import_comfy
+from .synthetic import SPATIAL_SCALE, PanZoomContent, random_comfy_wan_vae, random_latent, random_wan_vae
 
 CONTENT_NOTE = ("decoder: real Wan VAE architecture, random weights, real arithmetic; encoder: fed natural "
                 "photographs panned and zoomed, of the same size, instead of the random decoder's noise")
@@ -42,6 +44,7 @@ class BenchCase:
     fps: Fraction
     dtype: torch.dtype
     device: torch.device
+    impl: str = "diffusers"  # whose Wan VAE classes: "diffusers" (AutoencoderKLWan) or "comfyui" (comfy.sd.VAE)
 
 
 def default_case(arch: str, device: torch.device) -> BenchCase:
@@ -81,19 +84,28 @@ def _synchronize(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+def decode_whole_video(vae, latent: torch.Tensor, case: BenchCase) -> torch.Tensor:
+    """The stock decode: the whole video at once, then on the host as ComfyUI's IMAGE `[T, H, W, 3]` float32.
+
+    ComfyUI's VAE.decode does all of it itself (load, decode, one blocking copy, float, process_output); with
+    diffusers' class the same steps are spelled out."""
+    if case.impl == "comfyui":
+        return vae.decode(latent).reshape((-1,) + (case.height, case.width, 3))
+    decoded = vae.decode(latent.to(case.dtype)).sample
+    return torch.clamp((decoded.to("cpu").float() + 1.0) / 2.0, min=0.0, max=1.0).movedim(1, -1)[0]
+
+
 def run_stock_like(vae, latent: torch.Tensor, content: torch.Tensor, settings: EncodeSettings, path: Path,
                    case: BenchCase) -> DecodeStats:
-    """What ComfyUI 0.3.64 does: VAE.decode of the whole video under inference_mode (chunks concatenated on the
-    GPU), one blocking copy to the host, float32 and process_output there, then SaveVideo's frame loop."""
+    """What ComfyUI 0.3.64 does: VAE.decode of the whole video under inference_mode (as its executor runs nodes;
+    chunks concatenated on the GPU), one blocking copy to the host, float32 and process_output there, then
+    SaveVideo's frame loop."""
     peak_vram = peak_vram_tracker(case.device)
     with PeakRSS() as rss:
         started = time.perf_counter()
         with torch.inference_mode():
-            decoded = vae.decode(latent.to(case.dtype)).sample
-            _synchronize(case.device)
+            images = decode_whole_video(vae, latent, case)
             decode_seconds = time.perf_counter() - started
-            images = torch.clamp((decoded.to("cpu").float() + 1.0) / 2.0, min=0.0, max=1.0).movedim(1, -1)[0]
-            del decoded
             images = content if content.shape == images.shape else images  # realistic frames, same shape
             encode_started = time.perf_counter()
             _encode_like_save_video(images, settings, path)
@@ -102,7 +114,7 @@ def run_stock_like(vae, latent: torch.Tensor, content: torch.Tensor, settings: E
     return DecodeStats(frames=images.shape[0], width=case.width, height=case.height, fps=float(case.fps),
                        wall_seconds=wall, decode_seconds=decode_seconds, encode_seconds=encode_seconds,
                        peak_vram_bytes=peak_vram(), peak_host_rss_bytes=rss.peak,
-                       decoder="AutoencoderKLWan.decode (whole video)", encoder="libx264", path=str(path))
+                       decoder=f"{type(vae).__name__}.decode (whole video)", encoder="libx264", path=str(path))
 
 
 def _encode_like_save_video(images: torch.Tensor, settings: EncodeSettings, path: Path) -> None:
@@ -134,8 +146,17 @@ def warm_up(vae, case: BenchCase) -> None:
     scale = SPATIAL_SCALE[case.arch]
     small = random_latent(vae, 5, 2 * scale, 2 * scale)
     with torch.inference_mode():
-        vae.decode(small.to(case.dtype))
+        decode_whole_video(vae, small, BenchCase(case.arch, 5, 2 * scale, 2 * scale, case.fps, case.dtype,
+                                                 case.device, case.impl))
     _synchronize(case.device)
+
+
+def build_vae(case: BenchCase):
+    if case.impl == "comfyui":
+        if import_comfy(device=case.device.type) is None:
+            raise StreamVAEError("--impl comfyui needs ComfyUI: point $COMFYUI_PATH at a ComfyUI folder")
+        return random_comfy_wan_vae(case.arch)  # ComfyUI chooses device and dtype, as in a real graph
+    return random_wan_vae(case.arch, device=case.device, dtype=case.dtype)
 
 
 def fast_mode_psnr(vae, latent: torch.Tensor, latent_frames: int = 6) -> float:
@@ -153,9 +174,9 @@ def run_bench(case: BenchCase, out_dir: Path, *, crf: int = 23, preset: str = "m
               modes: tuple = ("exact",), price_per_gpu_hour: float = 3.36, progress: Optional[Callable] = None,
               log: Callable[[str], None] = print) -> dict:
     out_dir.mkdir(parents=True, exist_ok=True)
-    log(f"building the {case.arch} VAE (random weights) on {case.device}, {case.dtype}; "
+    log(f"building the {case.arch} VAE ({case.impl}'s classes, random weights) on {case.device}, {case.dtype}; "
         f"video {case.width}x{case.height}, {case.frames} frames at {case.fps} fps")
-    vae = random_wan_vae(case.arch, device=case.device, dtype=case.dtype)
+    vae = build_vae(case)
     latent = random_latent(vae, case.frames, case.height, case.width)
     settings = EncodeSettings(fps=case.fps, crf=crf, preset=preset, encoder="software")
     content = PanZoomContent(case.height, case.width, device=case.device).frames(0, case.frames)
@@ -172,7 +193,7 @@ def run_bench(case: BenchCase, out_dir: Path, *, crf: int = 23, preset: str = "m
         stats.price_per_gpu_hour = price_per_gpu_hour
     stock = results["stock-like"]
     report = {"machine": machine_info(case.device), "note": CONTENT_NOTE,
-              "case": {"arch": case.arch, "frames": case.frames, "width": case.width, "height": case.height,
+              "case": {"impl": case.impl, "arch": case.arch, "frames": case.frames, "width": case.width, "height": case.height,
                        "fps": str(case.fps), "dtype": str(case.dtype).replace("torch.", ""), "crf": crf,
                        "preset": preset},
               "paths": {name: stats.as_dict() for name, stats in results.items()},

@@ -54,7 +54,7 @@ def cmd_bench(args) -> int:
     device = _device(args.device)
     case = default_case(args.arch, device)
     case = BenchCase(case.arch, args.frames or case.frames, args.height or case.height, args.width or case.width,
-                     case.fps, case.dtype, device)
+                     case.fps, case.dtype, device, args.impl)
     bar = ProgressBar("streaming")
     try:
         run_bench(case, Path(args.out), crf=args.crf, preset=args.preset, modes=tuple(args.modes.split(",")),
@@ -93,6 +93,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--width", type=int)
     bench.add_argument("--height", type=int)
     bench.add_argument("--device", help="cuda or cpu (default: cuda when available)")
+    bench.add_argument("--impl", default="diffusers", choices=("diffusers", "comfyui"),
+                       help="whose Wan VAE classes to run: diffusers' (no ComfyUI needed) or ComfyUI's own VAE "
+                            "object, loaded and decoded by ComfyUI as in a graph ($COMFYUI_PATH)")
     bench.add_argument("--out", default="out/bench", help="folder for the video and bench.json")
     bench.add_argument("--price-per-hour", type=float, default=3.36, help="$ per GPU-hour (g7e.2xlarge: 3.36)")
     bench.add_argument("--modes", default="exact", help="streaming modes to time: exact, fast or exact,fast")

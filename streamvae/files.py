@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import os
 import sys
 from pathlib import Path
@@ -48,17 +49,28 @@ def find_comfyui(explicit: Optional[str] = None) -> Optional[Path]:
     return None
 
 
+def import_comfy(comfyui: Optional[str] = None, device: Optional[str] = None) -> Optional[Path]:
+    """Put ComfyUI on sys.path and import `comfy.sd`, in CPU mode when there is no GPU; None if ComfyUI isn't found.
+
+    For scripts and tests: inside ComfyUI the pack never calls this.
+    """
+    root = find_comfyui(comfyui)
+    if root is None:
+        return None
+    if str(root) not in sys.path:
+        sys.path.insert(0, str(root))
+    from comfy.cli_args import args  # noqa: PLC0415 - only when ComfyUI is there
+
+    if "comfy.model_management" not in sys.modules and (device == "cpu" or not torch.cuda.is_available()):
+        args.cpu = True  # what `main.py --cpu` sets; model management reads it once, at import
+    importlib.import_module("comfy.sd")  # fails here, with ComfyUI's own message, if its requirements are missing
+    return root
+
+
 def load_vae_file(path: os.PathLike | str, *, comfyui: Optional[str] = None, device: Optional[str] = None) -> Any:
     """A VAE file as ComfyUI's VAELoader loads it when ComfyUI is available, else as a diffusers AutoencoderKLWan."""
     sd = _load_safetensors(Path(path), "VAE")
-    comfy_root = find_comfyui(comfyui)
-    if comfy_root is not None:
-        if str(comfy_root) not in sys.path:
-            sys.path.insert(0, str(comfy_root))
-        from comfy.cli_args import args  # noqa: PLC0415 - only when ComfyUI is there
-
-        if "comfy.model_management" not in sys.modules and (device == "cpu" or not torch.cuda.is_available()):
-            args.cpu = True  # what `main.py --cpu` sets; model management reads it once, at import
+    if import_comfy(comfyui, device) is not None:
         import comfy.sd  # noqa: PLC0415
 
         return comfy.sd.VAE(sd=sd, device=torch.device(device) if device else None)

@@ -40,17 +40,39 @@ def random_wan_vae(arch: str = "wan2.1", *, device="cpu", dtype=torch.float32, s
     return vae.eval().requires_grad_(False).to(device=device, dtype=dtype)
 
 
+# ComfyUI builds its Wan VAEs with these fixed widths (comfy/sd.py), whatever the file holds.
+COMFY_WAN = {"wan2.1": ("comfy.ldm.wan.vae", dict(dim=96, z_dim=16)),
+             "wan2.2": ("comfy.ldm.wan.vae2_2", dict(dim=160, dec_dim=256, z_dim=48))}
+
+
+def random_comfy_wan_vae(arch: str = "wan2.1", *, seed: int = 0):
+    """ComfyUI's own VAE object (`comfy.sd.VAE`: its loader, model management and dtype choice) around the real
+    architecture with seeded random weights. Needs ComfyUI importable (see files.import_comfy)."""
+    import importlib  # noqa: PLC0415
+
+    import comfy.sd  # noqa: PLC0415 - only when ComfyUI is there
+
+    module_name, dims = COMFY_WAN[arch]
+    model = fill_random_weights_(importlib.import_module(module_name).WanVAE(**dims), seed)
+    return comfy.sd.VAE(sd=model.state_dict())
+
+
 def random_latent(vae, frames: int, height: int, width: int, *, seed: int = 0) -> torch.Tensor:
-    """A `[1, C, T, h, w]` latent for a `frames` x `height` x `width` video, on the VAE's device, float32."""
-    config = vae.config
-    scale = config.scale_factor_spatial
+    """A `[1, C, T, h, w]` latent for a `frames` x `height` x `width` video, float32, on the VAE's device.
+
+    Works for diffusers' AutoencoderKLWan (with Wan's per-channel statistics) and ComfyUI's VAE."""
+    config = getattr(vae, "config", None)
+    if config is not None:
+        channels, scale = config.z_dim, config.scale_factor_spatial
+    else:
+        channels, scale = vae.latent_channels, vae.spacial_compression_decode()
     latent_frames = (frames - 1) // 4 + 1
     if (frames - 1) % 4 or height % scale or width % scale:
         raise ValueError(f"a Wan video is 4k+1 frames and a multiple of {scale} pixels; got {frames}x{height}x"
                          f"{width}")
     generator = torch.Generator().manual_seed(seed)
-    latent = torch.randn(1, config.z_dim, latent_frames, height // scale, width // scale, generator=generator)
-    if len(config.latents_mean) == config.z_dim:
+    latent = torch.randn(1, channels, latent_frames, height // scale, width // scale, generator=generator)
+    if config is not None and len(config.latents_mean) == channels:
         mean = torch.tensor(config.latents_mean).view(1, -1, 1, 1, 1)
         std = torch.tensor(config.latents_std).view(1, -1, 1, 1, 1)
         latent = latent * std + mean

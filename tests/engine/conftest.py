@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 import threading
 
 import numpy as np
@@ -11,7 +10,7 @@ import torch
 
 from streamvae.decoders import WanChunkDecoder
 from streamvae.decoders.comfyui import wan_parts_from_comfy
-from streamvae.files import find_comfyui
+from streamvae.files import import_comfy
 from streamvae.synthetic import fill_random_weights_
 
 TINY_DIFFUSERS = {
@@ -46,14 +45,9 @@ def latent_for(vae, latent_frames: int = 3, height: int = 4, width: int = 6, see
 @pytest.fixture(scope="session")
 def comfy():
     """ComfyUI's `comfy` package on the CPU, imported in-process, or a skip saying how to get it."""
-    root = find_comfyui()
-    if root is None:
+    if import_comfy() is None:  # on the GPU when there is one, else in ComfyUI's CPU mode
         pytest.skip("ComfyUI not found ($COMFYUI_PATH, ../../ when in custom_nodes/, ~/comfy/ComfyUI); "
                     "see the README's Tests section")
-    sys.path.insert(0, str(root))
-    from comfy.cli_args import args
-
-    args.cpu = True  # read when comfy.model_management is first imported
     import comfy.ldm.wan.vae
     import comfy.ldm.wan.vae2_2
     import comfy.sd

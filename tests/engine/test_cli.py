@@ -51,3 +51,13 @@ def test_decode_reports_bad_files_without_a_traceback(tmp_path):
     assert result.returncode == 2
     assert "not a readable safetensors file" in result.stderr and "Traceback" not in result.stderr
     assert not (tmp_path / "x.mp4").exists()
+
+
+def test_bench_can_time_comfyui_own_vae(tmp_path, comfy):
+    result = run_cli("bench", "--impl", "comfyui", "--frames", "5", "--width", "64", "--height", "48",
+                     "--device", "cpu", "--out", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "bench.json").read_text())
+    assert report["case"]["impl"] == "comfyui"
+    assert report["paths"]["stock-like"]["decoder"] == "VAE.decode (whole video)"
+    assert report["paths"]["streaming exact"]["decoder"] == "ComfyUI wan2.1 (chunked)"

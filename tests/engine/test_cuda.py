@@ -56,3 +56,19 @@ def test_fast_mode_is_close_to_exact_and_restores_the_model(tmp_path):
     psnr = 10 * np.log10(255.0 ** 2 / max(torch.mean((exact - fast) ** 2).item(), 1e-12))
     assert psnr >= 45
     assert all(p.is_contiguous() for p in vae.parameters())
+
+
+@pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
+def test_comfyui_vae_on_the_gpu_streams_the_bytes_stock_comfyui_writes(comfy, arch):
+    """ComfyUI's own VAE object, loaded by its model management in its chosen dtype (bf16 on this card)."""
+    from streamvae.synthetic import random_comfy_wan_vae
+
+    vae = random_comfy_wan_vae(arch)
+    channels, scale = vae.latent_channels, vae.spacial_compression_decode()
+    latent = torch.randn(1, channels, 5, 128 // scale, 192 // scale, generator=torch.Generator().manual_seed(4))
+    with torch.inference_mode():
+        stock = vae.decode(latent).reshape(-1, 128, 192, 3)  # VAE Decode's IMAGE
+        stock_bytes = (stock * 255).clamp(0, 255).byte().numpy()  # Save Video's conversion
+        ours = torch.cat(list(iter_frames(vae, latent))).numpy()
+    assert vae.vae_dtype == torch.bfloat16 and vae.device.type == "cuda"
+    assert np.array_equal(ours, stock_bytes)
