@@ -1,45 +1,291 @@
-"""Fast mode's kernel settings, applied only while one decode runs and undone afterwards.
+"""Fast mode: faster kernels for the Wan decoders, patched in for one decode and undone afterwards.
 
-Measured on an H200 (bf16, 2026-11-26, chunk loop only, warm): channels_last_3d conv weights took the Wan 2.1 VAE
-at 1280x720x161 from 8.30 s to 7.51 s and the Wan 2.2 VAE at 1280x704x121 from 5.82 s to 5.46 s. cuDNN autotuning
-(cudnn.benchmark) gained nothing warm and cost ~2.4 s on a Wan 2.2 run's first pass, so it is not used. The layout
-changes how convolutions are computed, not what they compute: close to exact (PSNR >= 45 dB), not byte-identical.
-The weights belong to a model that ComfyUI shares with other nodes, hence the restore.
+The model belongs to ComfyUI (or to a diffusers pipeline) and is shared with other nodes, so nothing here edits a
+library or a class: each change is an attribute set on one module instance (a `forward`, a conv's `padding`, a
+weight's storage layout) and recorded, and every record is put back when the decode ends, fails or is cancelled.
+Nested or concurrent decodes of the same model share one set of patches (reference counted).
+
+What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/benchmarks.md "Fast decode kernels"):
+
+- `layout`: 3-D conv weights in channels_last_3d on CUDA (cuDNN then keeps activations channels-last end to end).
+- `conv`: every causal conv builds its input in one allocation (zeros | cached frames | new frames) and lets the
+  convolution pad height and width itself (`padding=(0, p, p)`), instead of `torch.cat` and then `F.pad`, two
+  full copies of every conv input. Zero padding inside the conv is the same arithmetic.
+- `norm`: the residual blocks' RMS norm + SiLU in one Triton kernel (streamvae/kernels) that writes straight into
+  the conv's input buffer behind the cached frames, so norm, SiLU and concatenation cost one read and one write;
+  the head's norm + SiLU too; the residual add happens in place. Float32 inside, like diffusers' norm.
+- `upsample`: diffusers' nearest upsample without its float32 round trip (nearest copies values: bit-identical).
+
+Causal-cache slots of patched residual blocks hold two frames always (a zero frame in front after the first
+chunk), which is the same convolution input the original one-frame entry plus zero padding gives; the slots are
+read by no one else. Outputs differ from exact mode only by rounding (bf16 PSNR >= 45 dB, checked in the tests).
+On CPU, and on CUDA without Triton, the norm falls back to plain torch with the same arithmetic.
 """
 
 from __future__ import annotations
 
 import contextlib
-from typing import Iterator
+import inspect
+import threading
+import types
+import weakref
+from typing import Callable, Iterable, Iterator, Optional
 
 import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from .kernels import rms_norm_silu
+
+FEATURES = frozenset({"layout", "conv", "norm", "upsample"})
+CACHE_T = 2  # frames each causal conv carries into the next step (both libraries)
+
+_CAUSAL_CONVS = ("CausalConv3d", "WanCausalConv3d")
+_NORMS = ("RMS_norm", "WanRMS_norm")
 
 
 @contextlib.contextmanager
-def fast_kernels(module: torch.nn.Module, device: torch.device) -> Iterator[None]:
-    if torch.device(device).type != "cuda":
-        yield
-        return
-    _set_conv_weight_layout(module, torch.channels_last_3d)
+def fast_kernels(module: nn.Module, device: torch.device, features: Optional[Iterable[str]] = None, *,
+                 memory_format: Optional[torch.memory_format] = None) -> Iterator[None]:
+    """Patch `module` (a Wan Decoder3d / WanDecoder3d) for the duration of the block; undone on any exit.
+
+    `memory_format` of the conv input buffers: channels_last_3d on CUDA, contiguous elsewhere, unless given.
+    """
+    features = FEATURES if features is None else frozenset(features)
+    unknown = features - FEATURES
+    if unknown:
+        raise ValueError(f"unknown fast-mode features {sorted(unknown)}; known: {sorted(FEATURES)}")
+    cuda = torch.device(device).type == "cuda"
+    with _LOCK:
+        entry = _ACTIVE.get(module)
+        if entry is None:
+            patches = _Patches()
+            try:
+                _install(module, patches, features, cuda, memory_format)
+            except BaseException:
+                patches.undo()
+                raise
+            _ACTIVE[module] = entry = [patches, 0]
+        entry[1] += 1
     try:
         yield
     finally:
-        _set_conv_weight_layout(module, torch.contiguous_format)
+        with _LOCK:
+            entry[1] -= 1
+            if entry[1] == 0:
+                del _ACTIVE[module]
+                entry[0].undo()
 
 
-def _set_conv_weight_layout(module: torch.nn.Module, memory_format: torch.memory_format) -> None:
-    """Re-lay out the 3-D convolution weights (the only rank-5 parameters); cuDNN follows the weights' layout.
-
-    Outside inference mode: the new storage must stay a normal tensor, usable for autograd after the decode.
-    """
-    with torch.inference_mode(False), torch.no_grad():
-        for parameter in module.parameters():
-            if parameter.dim() == 5:
-                parameter.data = parameter.data.contiguous(memory_format=memory_format)
-
-
-def with_fast_kernels(chunks: Iterator[torch.Tensor], module: torch.nn.Module,
-                      device: torch.device) -> Iterator[torch.Tensor]:
-    """Iterate `chunks` with fast_kernels active; the settings are undone when the iteration ends or is closed."""
-    with fast_kernels(module, device):
+def with_fast_kernels(chunks: Iterator[torch.Tensor], module: nn.Module, device: torch.device,
+                      features: Optional[Iterable[str]] = None) -> Iterator[torch.Tensor]:
+    """Iterate `chunks` with fast_kernels active; the patches are undone when the iteration ends or is closed."""
+    with fast_kernels(module, device, features):
         yield from chunks
+
+
+def is_patched(module: nn.Module) -> bool:
+    return module in _ACTIVE
+
+
+_LOCK = threading.Lock()
+_ACTIVE: "weakref.WeakKeyDictionary[nn.Module, list]" = weakref.WeakKeyDictionary()
+
+
+class _Patches:
+    """Instance attributes set for the decode, with what to put back (in reverse order)."""
+
+    def __init__(self) -> None:
+        self._undo: list[Callable[[], None]] = []
+
+    def set(self, obj: object, name: str, value: object) -> None:
+        had = name in obj.__dict__
+        old = obj.__dict__.get(name)
+        object.__setattr__(obj, name, value)
+        if had:
+            self._undo.append(lambda: object.__setattr__(obj, name, old))
+        else:
+            self._undo.append(lambda: object.__delattr__(obj, name))
+
+    def relayout(self, parameter: nn.Parameter, memory_format: torch.memory_format) -> None:
+        """Outside inference mode: the new storage must stay a normal tensor, usable for autograd afterwards."""
+        with torch.inference_mode(False), torch.no_grad():
+            old = parameter.data
+            parameter.data = old.contiguous(memory_format=memory_format)
+        self._undo.append(lambda: _restore_data(parameter, old))
+
+    def undo(self) -> None:
+        while self._undo:
+            self._undo.pop()()
+
+
+def _restore_data(parameter: nn.Parameter, old: torch.Tensor) -> None:
+    with torch.inference_mode(False), torch.no_grad():
+        parameter.data = old
+
+
+def _install(module: nn.Module, patches: _Patches, features: frozenset, cuda: bool,
+             memory_format: Optional[torch.memory_format]) -> None:
+    if memory_format is None:
+        memory_format = torch.channels_last_3d if cuda else torch.contiguous_format
+    if cuda and "layout" in features:
+        for parameter in module.parameters():
+            if parameter.dim() == 5:  # only 3-D conv weights (Module.to refuses channels_last_3d for biases)
+                patches.relayout(parameter, torch.channels_last_3d)
+    if "conv" not in features:
+        return  # the norm patch writes into the conv's input buffer, so it needs the conv patch
+    convs = {}
+    for sub in module.modules():
+        if _is_causal_conv(sub):
+            convs[sub] = _patch_causal_conv(sub, patches, memory_format)
+    if "norm" in features:
+        for sub in module.modules():
+            _patch_residual_block(sub, convs, patches, memory_format)
+            _patch_head(sub, patches)
+    if "upsample" in features:
+        for sub in module.modules():
+            if type(sub).__name__ == "WanUpsample" and isinstance(sub, nn.Upsample):
+                patches.set(sub, "forward", types.MethodType(nn.Upsample.forward, sub))
+
+
+# ---------------------------------------------------------------------------------------------- causal convs
+
+def _is_causal_conv(sub: nn.Module) -> bool:
+    if type(sub).__name__ not in _CAUSAL_CONVS or not isinstance(sub, nn.Conv3d):
+        return False
+    padding = getattr(sub, "_padding", None)
+    params = set(inspect.signature(type(sub).forward).parameters) - {"self"}
+    return (isinstance(padding, tuple) and len(padding) == 6 and padding[5] == 0 and padding[0] == padding[1]
+            and padding[2] == padding[3] and tuple(sub.padding) == (0, 0, 0) and sub.padding_mode == "zeros"
+            and params <= {"x", "cache_x", "cache_list", "cache_idx"})
+
+
+def _patch_causal_conv(conv: nn.Conv3d, patches: _Patches, memory_format: torch.memory_format) -> tuple:
+    """Returns the conv's plain convolution (padding height and width itself) and its causal time padding."""
+    pad_w, _, pad_h, _, time_pad, _ = conv._padding
+    conv_only = super(type(conv), conv).forward  # ComfyUI's ops.Conv3d (weight casting) or nn.Conv3d
+    patches.set(conv, "padding", (0, pad_h, pad_w))
+
+    def forward(x, cache_x=None, cache_list=None, cache_idx=None):
+        if cache_list is not None:  # ComfyUI's calling convention: the conv takes (and clears) its cache slot
+            cache_x = cache_list[cache_idx]
+            cache_list[cache_idx] = None
+        if time_pad > 0:
+            buffer = _history_buffer(x, cache_x, time_pad, memory_format)
+            buffer[:, :, time_pad:].copy_(x)
+            x = buffer
+        return conv_only(x)
+
+    patches.set(conv, "forward", forward)
+    return conv_only, time_pad
+
+
+def _history_buffer(x: torch.Tensor, cache: Optional[torch.Tensor], time_pad: int,
+                    memory_format: torch.memory_format) -> torch.Tensor:
+    """`[zeros | cached frames]` followed by room for x's frames, in one allocation.
+
+    Same values as the libraries' `F.pad(torch.cat([cache, x], 2), (0, 0, 0, 0, time_pad - len(cache), 0))`.
+    """
+    batch, channels, frames, height, width = x.shape
+    buffer = torch.empty((batch, channels, time_pad + frames, height, width), dtype=x.dtype, device=x.device,
+                         memory_format=memory_format)
+    cached = 0 if cache is None else min(cache.shape[2], time_pad)
+    if cached < time_pad:
+        buffer[:, :, :time_pad - cached].zero_()
+    if cached:
+        buffer[:, :, time_pad - cached:time_pad].copy_(cache[:, :, -cached:])
+    return buffer
+
+
+# ----------------------------------------------------------------------------------------- residual blocks
+
+def _norm_args(norm: nn.Module) -> Optional[tuple]:
+    if type(norm).__name__ not in _NORMS or not getattr(norm, "channel_first", False):
+        return None
+    gamma = getattr(norm, "gamma", None)
+    bias = getattr(norm, "bias", None)
+    if not isinstance(gamma, torch.Tensor) or gamma.dim() != 4:  # images=False: (C, 1, 1, 1)
+        return None
+    if not isinstance(bias, torch.Tensor):
+        if bias not in (None, 0, 0.0):
+            return None
+        bias = None
+    return gamma, bias, float(norm.scale)
+
+
+def _norm_silu_conv(x: torch.Tensor, norm_args: tuple, conv: tuple, feat_cache: list, feat_idx: list,
+                    memory_format: torch.memory_format) -> torch.Tensor:
+    """norm + SiLU written behind the cached frames, cache slot updated, then the convolution."""
+    idx = feat_idx[0]
+    conv_only, time_pad = conv
+    buffer = _history_buffer(x, feat_cache[idx], time_pad, memory_format)
+    gamma, bias, scale = norm_args
+    rms_norm_silu(x, gamma, bias, scale, silu=True, out=buffer[:, :, time_pad:])
+    feat_cache[idx] = buffer[:, :, -CACHE_T:].clone()
+    feat_idx[0] += 1
+    return conv_only(buffer)
+
+
+def _patch_residual_block(block: nn.Module, convs: dict, patches: _Patches,
+                          memory_format: torch.memory_format) -> None:
+    name = type(block).__name__
+    params = set(inspect.signature(type(block).forward).parameters)
+    if not {"x", "feat_cache", "feat_idx"} <= params:
+        return
+    if name == "ResidualBlock" and isinstance(getattr(block, "residual", None), nn.Sequential):  # ComfyUI
+        layers = list(block.residual)
+        kinds = [type(layer).__name__ for layer in layers]
+        if kinds != ["RMS_norm", "SiLU", "CausalConv3d", "RMS_norm", "SiLU", "Dropout", "CausalConv3d"]:
+            return
+        norm1, conv1, norm2, dropout, conv2 = layers[0], layers[2], layers[3], layers[5], layers[6]
+        shortcut = block.shortcut
+    elif name == "WanResidualBlock":  # diffusers
+        if not isinstance(getattr(block, "nonlinearity", None), nn.SiLU):
+            return
+        norm1, conv1, norm2, dropout, conv2 = block.norm1, block.conv1, block.norm2, block.dropout, block.conv2
+        shortcut = block.conv_shortcut
+    else:
+        return
+    args1, args2 = _norm_args(norm1), _norm_args(norm2)
+    if args1 is None or args2 is None or conv1 not in convs or conv2 not in convs:
+        return
+    if not isinstance(dropout, nn.Dropout) or convs[conv1][1] == 0 or convs[conv2][1] == 0:
+        return
+    conv1_only, conv2_only = convs[conv1], convs[conv2]
+    original = types.MethodType(type(block).forward, block)
+
+    def forward(x, feat_cache=None, feat_idx=[0]):  # noqa: B006 - the libraries' own signature
+        if feat_cache is None or block.training:
+            return original(x, feat_cache, feat_idx)
+        h = _norm_silu_conv(x, args1, conv1_only, feat_cache, feat_idx, memory_format)
+        h = _norm_silu_conv(h, args2, conv2_only, feat_cache, feat_idx, memory_format)
+        return h.add_(shortcut(x))
+
+    patches.set(block, "forward", forward)
+
+
+def _patch_head(decoder: nn.Module, patches: _Patches) -> None:
+    """The decoder's last norm + SiLU as one kernel; its SiLU module becomes the identity while patched."""
+    head = getattr(decoder, "head", None)
+    if type(decoder).__name__ == "Decoder3d" and isinstance(head, nn.Sequential) and len(head) >= 2:  # ComfyUI
+        norm, silu = head[0], head[1]
+    elif type(decoder).__name__ == "WanDecoder3d" and hasattr(decoder, "norm_out"):  # diffusers
+        norm, silu = decoder.norm_out, getattr(decoder, "nonlinearity", None)
+    else:
+        return
+    args = _norm_args(norm)
+    if args is None or not isinstance(silu, nn.SiLU):
+        return
+    gamma, bias, scale = args
+
+    def norm_forward(x):
+        if x.dim() != 5:
+            return F.silu(type(norm).forward(norm, x))
+        return rms_norm_silu(x, gamma, bias, scale, silu=True)
+
+    patches.set(norm, "forward", norm_forward)
+    patches.set(silu, "forward", _identity)
+
+
+def _identity(x: torch.Tensor) -> torch.Tensor:
+    return x

@@ -1,0 +1,118 @@
+"""Wan's RMS norm over channels, scaled by gamma (and bias), optionally followed by SiLU, in one pass.
+
+Both libraries compute `F.normalize(x, dim=1) * sqrt(C) * gamma (+ bias)` and then SiLU as separate kernels:
+about six reads and writes of the activation in bf16 eager (normalize alone is norm, clamp, expand, divide).
+The Triton kernel reads it once and writes it once, in float32 inside, and can write straight into a slice of a
+bigger buffer (the causal conv's input with its two cached frames in front), which saves the concatenation too.
+
+Layouts: any 5-D tensor whose time, height and width flatten to one stride ("positions"), which covers
+contiguous NCDHW (positions stride 1) and channels_last_3d (channels stride 1), and temporal slices of either.
+Anything else, no Triton, or a CPU tensor takes the torch fallback, which is the same arithmetic in float32.
+Portable Triton only (no TMA or wgmma): sm_80, sm_90 and sm_120 alike.
+"""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+
+try:  # pragma: no cover - depends on the install
+    import triton
+    import triton.language as tl
+
+    HAVE_TRITON = True
+except ImportError:  # CPU-only or Windows installs
+    HAVE_TRITON = False
+
+EPS = 1e-12  # F.normalize's default
+
+
+def rms_norm_silu_reference(x: torch.Tensor, gamma: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
+                            silu: bool = True, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The fallback: ComfyUI's / diffusers' expression, in float32 (as diffusers normalises), cast back."""
+    channels = x.shape[1]
+    shape = (1, channels) + (1,) * (x.dim() - 2)
+    y = F.normalize(x.float(), dim=1, eps=EPS) * scale * gamma.to(x.device, torch.float32).reshape(shape)
+    if bias is not None:
+        y = y + bias.to(x.device, torch.float32).reshape(shape)
+    if silu:
+        y = F.silu(y)
+    if out is None:
+        return y.to(x.dtype)
+    out.copy_(y)
+    return out
+
+
+def _position_stride(t: torch.Tensor) -> Optional[int]:
+    """The single stride that walks (T, H, W) in order, or None if they don't flatten to one."""
+    _, _, frames, height, width = t.shape
+    _, _, s_t, s_h, s_w = t.stride()
+    stride = s_w if width > 1 else (s_h if height > 1 else s_t)
+    if width > 1 and s_w != stride:
+        return None
+    if height > 1 and s_h != width * stride:
+        return None
+    if frames > 1 and s_t != height * width * stride:
+        return None
+    return stride
+
+
+def _use_triton(x: torch.Tensor, out: Optional[torch.Tensor]) -> bool:
+    return (HAVE_TRITON and x.is_cuda and x.dim() == 5 and x.dtype in (torch.float16, torch.bfloat16, torch.float32)
+            and x.shape[1] <= 4096 and _position_stride(x) is not None
+            and (out is None or _position_stride(out) is not None))
+
+
+def rms_norm_silu(x: torch.Tensor, gamma: torch.Tensor, bias: Optional[torch.Tensor], scale: float,
+                  silu: bool = True, out: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """`silu(normalize(x, dim=1) * scale * gamma + bias)` for `[N, C, T, H, W]`; into `out` if given."""
+    if out is not None and out.shape != x.shape:
+        raise ValueError(f"out has shape {tuple(out.shape)}, x {tuple(x.shape)}")
+    if not _use_triton(x, out):
+        return rms_norm_silu_reference(x, gamma, bias, scale, silu, out)
+    if out is None:
+        out = torch.empty_like(x)  # keeps x's layout (channels_last_3d stays so)
+    batch, channels = x.shape[:2]
+    positions = x.shape[2] * x.shape[3] * x.shape[4]
+    gamma = gamma.reshape(-1).to(device=x.device, dtype=torch.float32).contiguous()
+    bias_arg = gamma if bias is None else bias.reshape(-1).to(device=x.device, dtype=torch.float32).contiguous()
+    block_c = triton.next_power_of_2(channels)
+    block_p = max(1, 4096 // block_c)
+    grid = (triton.cdiv(positions, block_p), batch)
+    _rms_norm_silu_kernel[grid](
+        x, out, gamma, bias_arg, positions, channels,
+        x.stride(0), x.stride(1), _position_stride(x),
+        out.stride(0), out.stride(1), _position_stride(out),
+        float(scale), EPS,
+        HAS_BIAS=bias is not None, SILU=silu, BLOCK_C=block_c, BLOCK_P=block_p,
+        num_warps=8 if block_c >= 512 else 4)
+    return out
+
+
+if HAVE_TRITON:  # pragma: no cover - runs on a GPU only
+
+    @triton.jit
+    def _rms_norm_silu_kernel(x_ptr, out_ptr, gamma_ptr, bias_ptr, positions, channels,
+                              sx_n, sx_c, sx_p, so_n, so_c, so_p, scale, eps,
+                              HAS_BIAS: tl.constexpr, SILU: tl.constexpr,
+                              BLOCK_C: tl.constexpr, BLOCK_P: tl.constexpr):
+        pid = tl.program_id(0)
+        n = tl.program_id(1).to(tl.int64)
+        p = (pid * BLOCK_P + tl.arange(0, BLOCK_P)).to(tl.int64)
+        c = tl.arange(0, BLOCK_C)
+        c_ok = c < channels
+        mask = (p[:, None] < positions) & c_ok[None, :]
+        x = tl.load(x_ptr + n * sx_n + p[:, None] * sx_p + c[None, :] * sx_c, mask=mask, other=0.0)
+        x = x.to(tl.float32)
+        norm = tl.sqrt(tl.sum(x * x, axis=1))
+        inv = 1.0 / tl.maximum(norm, eps)
+        g = tl.load(gamma_ptr + c, mask=c_ok, other=0.0) * scale
+        y = x * inv[:, None] * g[None, :]
+        if HAS_BIAS:
+            y += tl.load(bias_ptr + c, mask=c_ok, other=0.0)[None, :]
+        if SILU:
+            y = y * tl.sigmoid(y)
+        tl.store(out_ptr + n * so_n + p[:, None] * so_p + c[None, :] * so_c, y.to(out_ptr.dtype.element_ty),
+                 mask=mask)

@@ -1,0 +1,180 @@
+"""Fast mode's patches compute what the originals compute (fp32, CPU: the fallback path) and are always undone."""
+
+import pytest
+import torch
+
+from streamvae import iter_frames
+from streamvae.decoders import decoder_for
+from streamvae.fast import FEATURES, fast_kernels, is_patched, with_fast_kernels
+from streamvae.kernels import rms_norm_silu, rms_norm_silu_reference
+
+from conftest import comfy_chunk_decoder, latent_for
+
+
+def _state(module):
+    """Everything a patch may touch: instance dicts (forward, padding) and parameter storages and strides."""
+    dicts = {name: dict(sub.__dict__) for name, sub in module.named_modules()}
+    params = {name: (p.data_ptr(), p.stride()) for name, p in module.named_parameters()}
+    return dicts, params
+
+
+def _assert_restored(module, before):
+    dicts, params = _state(module)
+    assert params == before[1]
+    assert dicts.keys() == before[0].keys()
+    for name, attributes in dicts.items():
+        assert attributes.keys() == before[0][name].keys(), name
+        assert attributes.get("padding") == before[0][name].get("padding"), name
+        assert "forward" not in attributes, name
+    assert not is_patched(module)
+
+
+def _chunks(decoder, latent, features=None, memory_format=None):
+    with torch.inference_mode():
+        if features is None:
+            return torch.cat(list(decoder.chunks(latent)), 2)
+        with fast_kernels(decoder.parts.decoder, decoder.device, features, memory_format=memory_format):
+            return torch.cat(list(decoder.chunks(latent)), 2)
+
+
+def _relative_error(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+FEATURE_SETS = [frozenset({"conv"}), FEATURES]
+
+
+@pytest.mark.parametrize("features", FEATURE_SETS, ids=lambda f: "+".join(sorted(f)))
+def test_diffusers_fast_equals_exact(diffusers_vae, features):
+    latent = latent_for(diffusers_vae, latent_frames=3)
+    decoder = decoder_for(diffusers_vae, latent)
+    before = _state(decoder.parts.decoder)
+    exact = _chunks(decoder, latent)
+    fast = _chunks(decoder, latent, features)
+    _assert_restored(decoder.parts.decoder, before)
+    assert fast.shape == exact.shape
+    assert _relative_error(fast, exact) < 1e-5
+    assert torch.equal(_chunks(decoder, latent), exact)  # and the model decodes as before
+
+
+@pytest.mark.parametrize("features", FEATURE_SETS, ids=lambda f: "+".join(sorted(f)))
+def test_comfy_fast_equals_exact(comfy_wan_model, features):
+    latent = torch.randn(1, comfy_wan_model.z_dim, 3, 4, 6, generator=torch.Generator().manual_seed(3))
+    decoder = comfy_chunk_decoder(comfy_wan_model)
+    before = _state(decoder.parts.decoder)
+    exact = _chunks(decoder, latent)
+    fast = _chunks(decoder, latent, features)
+    _assert_restored(decoder.parts.decoder, before)
+    assert fast.shape == exact.shape
+    assert _relative_error(fast, exact) < 1e-5
+    assert torch.equal(_chunks(decoder, latent), exact)
+
+
+def test_channels_last_buffers_on_cpu(diffusers_vae):
+    """The CUDA layout (channels_last_3d buffers, strided slices into them) through the fallback."""
+    latent = latent_for(diffusers_vae, latent_frames=3)
+    decoder = decoder_for(diffusers_vae, latent)
+    exact = _chunks(decoder, latent)
+    fast = _chunks(decoder, latent, FEATURES, memory_format=torch.channels_last_3d)
+    assert _relative_error(fast, exact) < 1e-5
+
+
+def _patched_forwards(module):
+    return sum("forward" in sub.__dict__ for sub in module.modules())
+
+
+def test_every_hot_module_is_patched(diffusers_vae, comfy_wan_model):
+    """The patches find what they look for in both libraries (a silent no-op would pass the equality tests)."""
+    for model, decoder_module in ((diffusers_vae, diffusers_vae.decoder), (comfy_wan_model, comfy_wan_model.decoder)):
+        blocks = [m for m in decoder_module.modules() if type(m).__name__ in ("ResidualBlock", "WanResidualBlock")]
+        convs = [m for m in decoder_module.modules() if type(m).__name__ in ("CausalConv3d", "WanCausalConv3d")]
+        with fast_kernels(decoder_module, torch.device("cpu")):
+            assert all("forward" in b.__dict__ for b in blocks), type(model)
+            assert all("forward" in c.__dict__ and c.padding[0] == 0 for c in convs)
+            assert _patched_forwards(decoder_module) >= len(blocks) + len(convs) + 2  # + head norm and SiLU
+        assert _patched_forwards(decoder_module) == 0
+
+
+def test_patch_undone_on_error_and_on_close(wan21_vae):
+    latent = latent_for(wan21_vae, latent_frames=4)
+    decoder = decoder_for(wan21_vae, latent)
+    module = decoder.parts.decoder
+    before = _state(module)
+    with pytest.raises(RuntimeError, match="boom"):
+        with fast_kernels(module, torch.device("cpu")):
+            assert is_patched(module)
+            raise RuntimeError("boom")
+    _assert_restored(module, before)
+
+    # A consumer that stops early (cancel): closing the generator undoes the patch.
+    with torch.inference_mode():
+        chunks = with_fast_kernels(decoder.chunks(latent), module, decoder.device)
+        next(chunks)
+        assert is_patched(module)
+        chunks.close()
+    _assert_restored(module, before)
+
+    # An error inside the decoder mid-decode, surfacing through the chunk iterator.
+    block = next(m for m in module.modules() if type(m).__name__ == "WanResidualBlock")
+    calls = []
+
+    def explode(_module, _args):
+        calls.append(1)
+        if len(calls) > 2:  # the third chunk
+            raise RuntimeError("mid-decode")
+
+    handle = block.register_forward_pre_hook(explode)
+    try:
+        with pytest.raises(RuntimeError, match="mid-decode"), torch.inference_mode():
+            for _ in with_fast_kernels(decoder.chunks(latent), module, decoder.device):
+                pass
+    finally:
+        handle.remove()
+    _assert_restored(module, before)
+
+
+def test_nested_decodes_share_one_patch(wan21_vae):
+    module = wan21_vae.decoder
+    before = _state(module)
+    with fast_kernels(module, torch.device("cpu")):
+        with fast_kernels(module, torch.device("cpu")):
+            assert is_patched(module)
+        assert is_patched(module)  # the inner exit must not undo what the outer decode still uses
+    _assert_restored(module, before)
+
+
+def test_unknown_feature_is_refused(wan21_vae):
+    with pytest.raises(ValueError, match="unknown fast-mode features"):
+        with fast_kernels(wan21_vae.decoder, torch.device("cpu"), {"warp"}):
+            pass
+
+
+def test_iter_frames_fast_mode_on_cpu(wan21_vae):
+    latent = latent_for(wan21_vae, latent_frames=3)
+    exact = torch.cat(list(iter_frames(wan21_vae, latent, mode="exact"))).int()
+    fast = torch.cat(list(iter_frames(wan21_vae, latent, mode="fast"))).int()
+    assert (exact - fast).abs().max() <= 1
+    assert _patched_forwards(wan21_vae.decoder) == 0
+
+
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "slice"])
+@pytest.mark.parametrize("bias", [False, True])
+def test_rms_norm_silu_matches_the_libraries(layout, bias):
+    generator = torch.Generator().manual_seed(4)
+    x = torch.randn(2, 12, 3, 5, 7, generator=generator)
+    gamma = 1 + 0.1 * torch.randn(12, 1, 1, 1, generator=generator)
+    beta = 0.1 * torch.randn(12, 1, 1, 1, generator=generator) if bias else None
+    expected = torch.nn.functional.silu(torch.nn.functional.normalize(x, dim=1) * 12 ** 0.5 * gamma
+                                        + (beta if bias else 0))
+    if layout == "channels_last":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    out = None
+    if layout == "slice":
+        buffer = torch.full((2, 12, 5, 5, 7), float("nan")).contiguous(memory_format=torch.channels_last_3d)
+        out = buffer[:, :, 2:]
+    result = rms_norm_silu(x, gamma, beta, 12 ** 0.5, silu=True, out=out)
+    torch.testing.assert_close(result, expected)
+    if layout == "slice":
+        assert result.data_ptr() == out.data_ptr() and torch.isnan(buffer[:, :, :2]).all()
+    no_silu = rms_norm_silu_reference(x, gamma, beta, 12 ** 0.5, silu=False)
+    torch.testing.assert_close(torch.nn.functional.silu(no_silu), expected)

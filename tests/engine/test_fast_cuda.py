@@ -1,0 +1,64 @@
+"""Fast mode's GPU kernels against their references, and the patched decoders against exact mode. Run on a GPU."""
+
+import numpy as np
+import pytest
+import torch
+
+from streamvae.decoders import decoder_for
+from streamvae.fast import FEATURES, fast_kernels, is_patched
+from streamvae.kernels import HAVE_TRITON, rms_norm_silu, rms_norm_silu_reference
+
+from conftest import latent_for, tiny_diffusers_vae
+
+pytestmark = [pytest.mark.cuda,
+              pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
+
+
+def _relative_error(a, b):
+    return ((a.double() - b.double()).norm() / b.double().norm()).item()
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "slice"])
+@pytest.mark.parametrize("channels", [12, 96, 384, 1024])
+def test_triton_norm_matches_reference(dtype, layout, channels):
+    generator = torch.Generator(device="cuda").manual_seed(channels)
+    x = torch.randn(1, channels, 3, 9, 17, device="cuda", generator=generator).to(dtype)
+    gamma = 1 + 0.1 * torch.randn(channels, 1, 1, 1, device="cuda", generator=generator)
+    bias = 0.1 * torch.randn(channels, 1, 1, 1, device="cuda", generator=generator)
+    if layout != "contiguous":
+        x = x.contiguous(memory_format=torch.channels_last_3d)
+    out = None
+    if layout == "slice":  # poisoned buffer: every element of the slice must be written, nothing else
+        buffer = torch.full((1, channels, 5, 9, 17), float("nan"), device="cuda", dtype=dtype)
+        buffer = buffer.contiguous(memory_format=torch.channels_last_3d)
+        out = buffer[:, :, 2:]
+    result = rms_norm_silu(x, gamma, bias, channels ** 0.5, out=out)
+    reference = rms_norm_silu_reference(x.double(), gamma.double(), bias.double(), channels ** 0.5)
+    assert not torch.isnan(result).any()
+    assert _relative_error(result, reference) < (1e-5 if dtype == torch.float32 else 1e-2)
+    if layout == "slice":
+        assert torch.isnan(buffer[:, :, :2]).all()
+
+
+def _uint8(x):
+    return ((x.float().clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8)
+
+
+@pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
+def test_fast_decode_close_to_exact_and_restored(arch):
+    vae = tiny_diffusers_vae(arch).to("cuda", torch.bfloat16)
+    latent = latent_for(vae, latent_frames=5, height=16, width=24).cuda()
+    decoder = decoder_for(vae, latent)
+    module = decoder.parts.decoder
+    strides = [p.stride() for p in module.parameters()]
+    with torch.inference_mode():
+        exact = torch.cat(list(decoder.chunks(latent)), 2)
+        with fast_kernels(module, decoder.device, FEATURES):
+            assert is_patched(module)
+            fast = torch.cat(list(decoder.chunks(latent)), 2)
+    assert [p.stride() for p in module.parameters()] == strides
+    assert not any("forward" in m.__dict__ for m in module.modules())
+    mse = torch.mean((_uint8(exact).double() - _uint8(fast).double()) ** 2).item()
+    assert 10 * np.log10(255.0 ** 2 / max(mse, 1e-12)) >= 45
