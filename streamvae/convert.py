@@ -1,8 +1,14 @@
-"""Pixel chunks from the decoder -> uint8 frames, on the decoder's device, before anything is copied."""
+"""Pixel chunks from the decoder -> the bytes the encoder takes, on the decoder's device, before anything is copied."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
 import torch
+
+from .yuv import even_pad, rgb_to_yuv420p, yuv420p_preview, yuv420p_shape
 
 MODES = ("exact", "fast")
 
@@ -31,3 +37,34 @@ def to_uint8_frames(chunk: torch.Tensor, *, unit_range: bool = False, mode: str 
         return x.to(torch.uint8)
     out.copy_(x)  # float -> uint8 truncates toward zero, as .byte() does
     return out
+
+
+@dataclass(frozen=True)
+class FrameLayout:
+    """How frames travel from a device slot to the encoder: their pixel format, shape, conversion and preview."""
+
+    pix_fmt: str  # what the encoder receives; PyAV's name
+    frame_shape: Callable[[int, int], tuple[int, ...]]  # (height, width) -> one host frame's shape
+    convert: Callable[..., torch.Tensor]  # (chunk, *, unit_range, mode, out) -> out
+    preview: Callable[[np.ndarray, int], np.ndarray]  # (one host frame, step) -> small RGB picture
+
+
+def _to_yuv420p(chunk: torch.Tensor, *, unit_range: bool = False, mode: str = "fast",
+                out: torch.Tensor | None = None) -> torch.Tensor:
+    return rgb_to_yuv420p(even_pad(to_uint8_frames(chunk, unit_range=unit_range, mode=mode)), out)
+
+
+RGB24 = FrameLayout("rgb24", lambda height, width: (height, width, 3), to_uint8_frames,
+                    lambda frame, every: frame[::every, ::every].copy())
+YUV420P = FrameLayout("yuv420p", lambda height, width: yuv420p_shape(height + height % 2, width + width % 2),
+                      _to_yuv420p, yuv420p_preview)
+
+
+def layout_for(mode: str, pix_fmt: str) -> FrameLayout:
+    """yuv420p planes from the GPU in fast mode when the file is yuv420p; rgb24 otherwise.
+
+    Exact mode promises stock ComfyUI's bytes, and stock converts rgb24 -> yuv420p with swscale inside the
+    encoder; our GPU conversion matches swscale's luma bit for bit but its chroma only within ±1 (see `yuv`), so
+    exact mode leaves that step to swscale. Other pixel formats (yuv444p, 10-bit, bgr0) also go through swscale.
+    """
+    return YUV420P if mode == "fast" and pix_fmt == "yuv420p" else RGB24

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import functools
 import logging
+import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from typing import Optional, Union
@@ -79,6 +80,8 @@ class EncodeSettings:
     pix_fmt: Optional[str] = None
     encoder: str = "auto"
     threads: int = 0  # 0: let the encoder use every core
+    parallel: int = 0  # encoders working on closed-GOP segments at once; 0: chosen from the CPU count
+
 
     def __post_init__(self):
         object.__setattr__(self, "fps", parse_fps(self.fps))
@@ -91,6 +94,15 @@ class ResolvedEncoder:
     pix_fmt: str
     options: dict = field(default_factory=dict)
     audio_codec: str = "aac"
+    threads: int = 0           # per encoder; 0: the encoder decides
+    segments: int = 1          # parallel encoders (1: one encoder for the whole video)
+    segment_frames: int = 0    # frames per closed-GOP segment when segments > 1
+
+
+# Parallel segments only for libx264: its sequence headers depend on the settings alone and its decode delay is
+# fixed by them, which is what joining segments needs (see `segments`). NVENC is fast enough alone.
+SEGMENTED_ENCODERS = ("libx264",)
+SEGMENT_SECONDS = 2  # one GOP a segment: a keyframe every 2 s, as streaming sites ask for
 
 
 def _choice(kind: str, value, allowed) -> None:
@@ -121,15 +133,50 @@ def resolve(settings: EncodeSettings) -> ResolvedEncoder:
             raise StreamVAEError(f"crf {crf} is out of range for {settings.codec}; use {low} (best) to {high}")
     if settings.threads < 0:
         raise StreamVAEError(f"threads {settings.threads} must be 0 (all cores) or more")
+    if settings.parallel < 0:
+        raise StreamVAEError(f"parallel {settings.parallel} must be 0 (chosen from the CPU count), 1 (one "
+                             "encoder) or more")
 
     if codec.nvenc and settings.encoder != "software" and nvenc_available(codec.nvenc):
         return ResolvedEncoder(muxer, codec.nvenc, pix_fmt, _nvenc_options(crf, settings.preset),
-                               audio_codec)
+                               audio_codec, settings.threads)
     if settings.encoder == "nvenc":
         log.warning("streamvae: %s is not available on this machine; encoding with %s on the CPU instead",
                     codec.nvenc or f"an NVENC encoder for {settings.codec}", codec.software)
-    return ResolvedEncoder(muxer, codec.software, pix_fmt, _software_options(codec, crf, settings.preset),
-                           audio_codec)
+    options = _software_options(codec, crf, settings.preset)
+    segments, threads = plan_parallel(settings, codec.software, usable_cores())
+    if segments == 1:
+        return ResolvedEncoder(muxer, codec.software, pix_fmt, options, audio_codec, threads)
+    segment_frames = max(1, round(SEGMENT_SECONDS * settings.fps))
+    options["g"] = str(segment_frames)  # the fixed GOP: no second keyframe inside a segment
+    return ResolvedEncoder(muxer, codec.software, pix_fmt, options, audio_codec, threads, segments, segment_frames)
+
+
+def usable_cores() -> int:
+    """The cores this process may run on (a container or taskset may allow fewer than the machine has)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        return os.cpu_count() or 1
+
+
+def _auto_segments(cores: int) -> int:
+    """One encoder per 4 cores. Measured at 1280x720, medium (docs/benchmarks.md, "Encoder throughput"): on 8
+    cores 2 encoders x 4 threads beat one encoder by 23-36% and 4 x 2 or 8 x 1; on 16 cores 4 x 4 beat one by
+    29-39% and 8 x 2. Below 8 cores one encoder is left alone."""
+    return max(1, cores // 4)
+
+
+def plan_parallel(settings: EncodeSettings, encoder: str, cores: int) -> tuple[int, int]:
+    """How many segment encoders, and threads for each: (1, settings.threads) means one plain encoder."""
+    if encoder not in SEGMENTED_ENCODERS:
+        if settings.parallel > 1:
+            log.warning("streamvae: parallel segments work with libx264 only; %s encodes alone", encoder)
+        return 1, settings.threads
+    segments = settings.parallel or _auto_segments(cores)
+    if segments == 1:
+        return 1, settings.threads
+    return segments, settings.threads or max(1, cores // segments)
 
 
 def _software_options(codec: Codec, crf: Optional[int], preset: str) -> dict:
@@ -161,8 +208,7 @@ def nvenc_available(encoder: str) -> bool:
         context = av.CodecContext.create(encoder, "w")
         context.width, context.height, context.pix_fmt = 256, 256, "yuv420p"
         context.time_base = Fraction(1, 24)
-        context.open()
-        context.close()
+        context.open()  # PyAV frees the context when it goes out of scope; it has no close()
         return True
     except Exception as error:  # noqa: BLE001 - any failure means "not usable here"
         log.info("streamvae: %s is not usable here (%s)", encoder, error)

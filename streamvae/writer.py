@@ -1,5 +1,10 @@
-"""Encode uint8 frames into a video file with PyAV, atomically: a temporary name beside the target, renamed
-only when the file is complete, removed on any failure or cancel."""
+"""Encode frames into a video file with PyAV, atomically: a temporary name beside the target, renamed only when the
+file is complete, removed on any failure or cancel.
+
+Frames come as rgb24 (`[t, H, W, 3]`, converted by swscale inside the encoder, as stock ComfyUI does) or, in fast
+mode, as yuv420p planes made on the GPU (`[t, H*3/2, W]`, handed to the encoder as they are). One encoder, or,
+for libx264 on a CPU with cores to spare, several encoding closed-GOP segments in parallel (`segments`).
+"""
 
 from __future__ import annotations
 
@@ -16,6 +21,7 @@ import numpy as np
 
 from .encoding import EncodeSettings, ResolvedEncoder, resolve
 from .errors import EncoderError, StreamVAEError
+from .segments import SegmentEncoders
 
 log = logging.getLogger("streamvae")
 
@@ -47,16 +53,20 @@ class VideoWriter:
     """One output file. Use as a context manager: leaving it with an exception removes the temporary file."""
 
     def __init__(self, path: os.PathLike | str, settings: EncodeSettings, width: int, height: int, *,
-                 audio: Optional[dict] = None, metadata: Optional[dict] = None):
+                 audio: Optional[dict] = None, metadata: Optional[dict] = None, input_format: str = "rgb24"):
         import av  # noqa: PLC0415
 
         self.path = Path(path)
         check_output_path(self.path)
         self.settings = settings
         self.resolved: ResolvedEncoder = resolve(settings)
+        if input_format != "rgb24" and not input_format == self.resolved.pix_fmt == "yuv420p":
+            raise StreamVAEError(f"frames in {input_format} can't be written to a {self.resolved.pix_fmt} video; "
+                                 "hand rgb24 frames, or yuv420p frames to a yuv420p video")
+        self.input_format = input_format
         self.width, self.height = width, height
         self.pad_x, self.pad_y = even_padding(width, height, self.resolved.pix_fmt)
-        if self.pad_x or self.pad_y:
+        if (self.pad_x or self.pad_y) and input_format == "rgb24":
             log.warning("streamvae: %dx%d is odd; %s needs even sizes, so the last column/row is repeated",
                         width, height, self.resolved.pix_fmt)
         self.audio = _checked_audio(audio)
@@ -64,6 +74,7 @@ class VideoWriter:
         self.encode_seconds = 0.0
         self.temp_path = self.path.with_name(f".{self.path.stem}.{uuid.uuid4().hex[:8]}.partial{self.path.suffix}")
         self._av = av
+        self._segments: Optional[SegmentEncoders] = None
         try:
             self._open(metadata)
         except Exception as error:
@@ -80,38 +91,80 @@ class VideoWriter:
         stream.width, stream.height = self.width + self.pad_x, self.height + self.pad_y
         stream.pix_fmt = resolved.pix_fmt
         stream.time_base = 1 / self.settings.fps
-        stream.codec_context.thread_count = self.settings.threads
+        stream.codec_context.thread_count = resolved.threads
         stream.codec_context.options = dict(resolved.options)
         self.stream = stream
+        if resolved.segments > 1:
+            # The container opens `stream`'s own encoder only to write the file header; the frames go to the
+            # segment encoders, made with the same settings, whose packets are muxed into `stream`.
+            self._segments = SegmentEncoders(self._segment_encoder, resolved.segments, resolved.segment_frames)
         self.audio_stream = None
         if self.audio is not None:
             rate = 48000 if resolved.audio_codec == "libopus" else self.audio["sample_rate"]
             self.audio_stream = self.container.add_stream(resolved.audio_codec, rate=rate)
 
+    def _segment_encoder(self):
+        """A fresh encoder for one segment: the output stream's settings, a closed GOP of one segment."""
+        resolved = self.resolved
+        context = self._av.CodecContext.create(resolved.encoder, "w")
+        context.width, context.height = self.stream.width, self.stream.height
+        context.pix_fmt = resolved.pix_fmt
+        context.time_base = 1 / self.settings.fps  # one frame: not the stream's, which the muxer changes
+        context.framerate = self.settings.fps
+        context.thread_count = resolved.threads
+        context.flags |= self._av.codec.context.Flags.global_header  # headers apart, as the mp4 stream has them
+        context.options = dict(resolved.options)
+        context.open()
+        return context
+
+    def _frame_shape(self) -> tuple[int, ...]:
+        if self.input_format == "yuv420p":
+            return ((self.height + self.pad_y) * 3 // 2, self.width + self.pad_x)
+        return (self.height, self.width, 3)
+
     def write(self, frames: np.ndarray) -> None:
-        """Encode `[t, H, W, 3]` uint8 frames (RGB). The array may be reused by the caller once this returns."""
-        if frames.shape[1:] != (self.height, self.width, 3) or frames.dtype != np.uint8:
-            raise StreamVAEError(f"frames of shape {frames.shape} {frames.dtype} don't match the video "
-                                 f"({self.height}x{self.width}, 3 channels, uint8)")
-        if self.pad_x or self.pad_y:
+        """Encode uint8 frames: `[t, H, W, 3]` RGB, or `[t, H*3/2, W]` yuv420p planes (Y, U, V; even sizes).
+
+        The array may be reused by the caller once this returns.
+        """
+        if frames.shape[1:] != self._frame_shape() or frames.dtype != np.uint8:
+            raise StreamVAEError(f"frames of shape {frames.shape} {frames.dtype} don't match the video: expected "
+                                 f"[t, {', '.join(map(str, self._frame_shape()))}] uint8 {self.input_format}")
+        if self.input_format == "rgb24" and (self.pad_x or self.pad_y):
             frames = np.pad(frames, ((0, 0), (0, self.pad_y), (0, self.pad_x), (0, 0)), mode="edge")
         started = time.perf_counter()
         try:
             for image in frames:
-                frame = self._av.VideoFrame.from_ndarray(image, format="rgb24")
-                frame.pts = self.frames_written
-                self.container.mux(self.stream.encode(frame))
+                # from_ndarray copies into the frame's own planes, so the caller's slot is free once we return
+                frame = self._av.VideoFrame.from_ndarray(image, format=self.input_format)
+                if self._segments is not None:
+                    self._mux(self._segments.encode(frame))
+                else:
+                    frame.pts = self.frames_written
+                    self.container.mux(self.stream.encode(frame))
                 self.frames_written += 1
         except Exception as error:
             raise _encoder_error(self.path, error) from error
         finally:
             self.encode_seconds += time.perf_counter() - started
 
+    def _mux(self, packets: list) -> None:
+        for packet in packets:
+            packet.stream = self.stream
+            self.container.mux(packet)
+        header = self._segments.header
+        if packets and header != self.stream.codec_context.extradata:
+            raise EncoderError("the parallel segment encoders made other sequence headers than the file's; "
+                               "encode with parallel=1")
+
     def finish(self) -> Path:
         """Flush the encoder, add the audio, close the file and give it its final name."""
         started = time.perf_counter()
         try:
-            self.container.mux(self.stream.encode(None))
+            if self._segments is not None:
+                self._mux(self._segments.flush())
+            else:
+                self.container.mux(self.stream.encode(None))
             if self.audio_stream is not None:
                 self._write_audio()
             self.container.close()
@@ -139,6 +192,9 @@ class VideoWriter:
         self._discard()
 
     def _discard(self) -> None:
+        if self._segments is not None:
+            self._segments.close()
+            self._segments = None
         container = getattr(self, "container", None)
         if container is not None:
             try:

@@ -132,3 +132,20 @@ def test_folder_removed_mid_stream_is_a_clear_error(tmp_path):
             writer.write(smooth_frames(40, 32, 32))
             writer.finish()
     assert not folder.exists()
+
+
+def test_nvenc_counts_as_available_when_it_opens(monkeypatch):
+    import av
+
+    from streamvae import encoding
+
+    class Opens:  # what a working NVENC looks like to the probe: open() succeeds (PyAV contexts have no close())
+        def open(self):
+            pass
+
+    monkeypatch.setattr(av.CodecContext, "create", staticmethod(lambda name, mode: Opens()))
+    encoding.nvenc_available.cache_clear()
+    try:
+        assert encoding.nvenc_available("h264_nvenc")
+    finally:
+        encoding.nvenc_available.cache_clear()
