@@ -16,6 +16,10 @@ import folder_paths
 
 from ..streamvae import StreamVAEError
 
+MAX_NAME_BYTES = 255  # one path component on Linux, macOS and Windows file systems
+# The saved name adds "_00001_.<ext>" (up to 12 bytes) and the temporary name ".<name>.<8 hex>.partial" 18 more.
+MAX_PREFIX_NAME_BYTES = MAX_NAME_BYTES - 12 - 18
+
 
 def prefix_problem(prefix: str) -> Optional[str]:
     """Why `prefix` cannot be used, or None when it can."""
@@ -24,6 +28,14 @@ def prefix_problem(prefix: str) -> Optional[str]:
     if os.path.isabs(prefix) or ntpath.isabs(prefix) or ntpath.splitdrive(prefix)[0]:
         return (f"filename_prefix {prefix!r} is an absolute path; give a path relative to ComfyUI's output "
                 "folder, such as video/StreamVAE")
+    if any(ord(character) < 32 or character == "\x7f" for character in prefix):
+        return (f"filename_prefix {prefix!r} contains a control character (a NUL byte or a line break); "
+                "use letters, digits, '-', '_' and '/' for folders")
+    parts = prefix.replace("\\", "/").split("/")
+    longest = max(len(part.encode("utf-8", "surrogatepass")) for part in parts)
+    if longest > MAX_NAME_BYTES or len(parts[-1].encode("utf-8", "surrogatepass")) > MAX_PREFIX_NAME_BYTES:
+        return (f"filename_prefix is too long for a file name ({longest} bytes in one part); keep each folder "
+                f"name under {MAX_NAME_BYTES} bytes and the file name under {MAX_PREFIX_NAME_BYTES}")
     normalized = os.path.normpath(prefix.replace("\\", "/"))
     if normalized == ".." or normalized.startswith("../"):
         return (f"filename_prefix {prefix!r} points outside ComfyUI's output folder; remove the '..' and give "
