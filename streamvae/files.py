@@ -73,7 +73,11 @@ def load_vae_file(path: os.PathLike | str, *, comfyui: Optional[str] = None, dev
     if import_comfy(comfyui, device) is not None:
         import comfy.sd  # noqa: PLC0415
 
-        return comfy.sd.VAE(sd=sd, device=torch.device(device) if device else None)
+        vae = comfy.sd.VAE(sd=sd, device=torch.device(device) if device else None)
+        if getattr(vae, "first_stage_model", None) is None:  # ComfyUI only logs "No VAE weights detected"
+            raise StreamVAEError(f"{path} holds no VAE weights ComfyUI recognises (is it a LoRA, a text encoder or "
+                                 "a diffusion model?); choose a VAE file such as wan_2.1_vae.safetensors")
+        return vae
     return _diffusers_wan21(sd, path, device)
 
 
