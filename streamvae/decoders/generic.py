@@ -30,7 +30,17 @@ class GenericDecoder(ChunkDecoder):
         """Decode once per latent; returns `[1, 3, T, H, W]` (a view, no copy)."""
         if self._cache_key is not latent:
             self._decoded = None  # let the previous video go before decoding the next
-            out = self.vae.decode(latent)
+            try:
+                out = self.vae.decode(latent)
+            except torch.cuda.OutOfMemoryError:
+                raise  # callers (ComfyUI) recognise it and react: unload models, retry tiled
+            except (RuntimeError, ValueError, TypeError) as error:
+                # Typically an image VAE (or another family) given a video latent: conv2d on a 5-D tensor.
+                first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise StreamVAEError(
+                    f"{type(self.vae).__name__}.decode failed on the latent {tuple(latent.shape)}: {first_line}. "
+                    "Is this the VAE of the model that made the latent? Video latents need a video VAE "
+                    "(Wan 2.1 / Wan 2.2)") from error
             out = getattr(out, "sample", out)
             if isinstance(out, (tuple, list)):
                 out = out[0]
