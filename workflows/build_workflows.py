@@ -26,11 +26,10 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
-from streamvae.client import ComfyClient, ui_to_api  # noqa: E402
+from streamvae.client import ComfyClient, ui_to_api, widget_inputs  # noqa: E402
 
 PACK = {"cnr_id": "comfyui-streamvae", "ver": "0.1.0"}
 VAE_URL = "https://huggingface.co/Comfy-Org/Wan_2.2_ComfyUI_Repackaged/resolve/main/split_files/vae/"
-SAVE_WIDGETS = ["mp4", "h264", 19, "medium", "auto", "auto", True]  # container .. embed_workflow, as the node defaults
 STREAMING_NOTE = (
     "**StreamVAE**: VAE Decode (Streaming) -> Save Video (Streaming) replace the template's VAE Decode -> Create Video "
     "-> Save Video. The video is decoded one latent frame at a time and encoded while the GPU decodes: memory stays "
@@ -98,7 +97,7 @@ def stream_decode_node(node_id: int, pos, mode: int) -> dict:
             "inputs": [{"name": "samples", "type": "LATENT", "link": None},
                        {"name": "vae", "type": "VAE", "link": None}],
             "outputs": [{"name": "FRAME_STREAM", "type": "FRAME_STREAM", "links": []}],
-            "properties": {**PACK, "Node name for S&R": "StreamVAEDecode"}, "widgets_values": ["exact"]}
+            "properties": {**PACK, "Node name for S&R": "StreamVAEDecode"}, "widgets_values": {"mode": "exact"}}
 
 
 def stream_save_node(node_id: int, pos, size, mode: int, fps: float, prefix: str) -> dict:
@@ -111,7 +110,19 @@ def stream_save_node(node_id: int, pos, size, mode: int, fps: float, prefix: str
             "outputs": [{"name": "video", "type": "VIDEO", "links": []},
                         {"name": "path", "type": "STRING", "links": []}],
             "properties": {**PACK, "Node name for S&R": "StreamVAESaveVideo"},
-            "widgets_values": [fps, prefix, *SAVE_WIDGETS]}
+            "widgets_values": {"fps": fps, "filename_prefix": prefix}}
+
+
+def order_our_widgets(workflow: dict, object_info: dict) -> dict:
+    """Our nodes are built with {widget: value} for the values that matter; the page wants every widget's value, in
+    the order the server declares them: the rest get the node's defaults, so a widget added to a node later comes in
+    with its default when the workflows are rebuilt."""
+    for node in workflow["nodes"]:
+        if isinstance(node.get("widgets_values"), dict):
+            chosen = node["widgets_values"]
+            node["widgets_values"] = [chosen.get(widget.name, widget.default)
+                                      for widget in widget_inputs(object_info[node["type"]])]
+    return workflow
 
 
 def stream_the_decodes(editor: Editor, prefix: str):
@@ -263,7 +274,7 @@ def main() -> int:
     parser.add_argument("--server", required=True, help="a ComfyUI with this pack loaded, for /object_info")
     args = parser.parse_args()
     object_info = ComfyClient(args.server).object_info()
-    built = {name: build() for name, build in WORKFLOWS.items()}
+    built = {name: order_our_widgets(build(), object_info) for name, build in WORKFLOWS.items()}
     (HERE / "api").mkdir(exist_ok=True)
     for name, workflow in built.items():
         (HERE / f"{name}.json").write_text(json.dumps(workflow, indent=1, ensure_ascii=False) + "\n")
