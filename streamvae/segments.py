@@ -13,8 +13,8 @@ Why the join is sound:
   settings (B-frame reordering), so shifting a whole segment by its start keeps dts strictly increasing across
   the joins and pts continuous (0, 1, 2, ... in frames).
 
-Memory stays bounded: each worker's inbox holds a few frames (plus its encoder's look-ahead), and finished segments wait as
-compressed packets only until the segments before them are muxed.
+Memory stays bounded: each worker's inbox holds a few frames (plus its encoder's look-ahead), and finished
+segments wait as compressed packets only until the segments before them are muxed.
 """
 
 from __future__ import annotations

@@ -4,10 +4,10 @@ nothing left behind (file or thread) when a segment encoder fails or the write i
 import threading
 
 import av
-import numpy as np
 import pytest
+import torch
 
-from streamvae import EncodeSettings, EncoderError
+from streamvae import EncodeSettings, EncoderError, StreamVAEError
 from streamvae.encoding import plan_parallel, resolve
 from streamvae.segments import SegmentEncoders
 from streamvae.writer import VideoWriter
@@ -117,13 +117,11 @@ def test_parallel_plan_follows_the_cores_and_the_encoder():
 
 
 def test_negative_parallel_is_refused():
-    from streamvae import StreamVAEError
     with pytest.raises(StreamVAEError, match="parallel -1 must be 0"):
         resolve(EncodeSettings(fps=16, parallel=-1))
 
 
 def test_audio_and_metadata_survive_the_join(tmp_path):
-    import torch
     waveform = torch.sin(torch.linspace(0, 2000, 44100 * 6)).repeat(1, 2, 1)
     frames = smooth_frames(FRAMES, 32, 32)
     with VideoWriter(tmp_path / "x.mp4", EncodeSettings(fps=16, parallel=2), 32, 32, metadata={"prompt": "{}"},

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamvae import EncodeSettings
+from streamvae import EncodeSettings, StreamVAEError
 from streamvae.convert import RGB24, YUV420P, layout_for, to_uint8_frames
 from streamvae.writer import VideoWriter
 from streamvae.yuv import even_pad, rgb_to_yuv420p, yuv420p_preview
@@ -76,7 +76,6 @@ def test_yuv420p_frames_round_trip_like_rgb24_frames(tmp_path, parallel):
 
 
 def test_yuv420p_input_is_refused_for_other_pixel_formats(tmp_path):
-    from streamvae import StreamVAEError
     with pytest.raises(StreamVAEError, match="can't be written to a yuv444p video"):
         VideoWriter(tmp_path / "x.mp4", EncodeSettings(fps=16, pix_fmt="yuv444p"), 32, 32, input_format="yuv420p")
     assert list(tmp_path.iterdir()) == []
