@@ -741,7 +741,7 @@ class ComfyClient:
         return result
 
     def validate(self, workflow: dict, overrides: Optional[Overrides] = None) -> dict:
-        """Have the server validate the prompt without running it; the API prompt, or PromptRejected.
+        """Have the server validate the prompt, then withdraw it; the API prompt, or PromptRejected.
 
         /prompt validates before it queues, so a 200 means valid; the prompt is then taken out of the queue (or
         interrupted, if the worker picked it up already) until it is gone.
@@ -861,7 +861,8 @@ def add_run_command(commands) -> None:
     run.add_argument("--save-api", type=Path, metavar="FILE",
                      help="write the API prompt (converted, overrides applied) to FILE and exit without queueing")
     run.add_argument("--validate", action="store_true",
-                     help="have the server validate the prompt, then take it off the queue; nothing runs")
+                     help="have the server validate the prompt, then take it off the queue (or interrupt it, if an "
+                          "idle server already started it)")
     run.add_argument("--traceback", action="store_true", help="print the server's traceback on a node error")
     run.set_defaults(run=cmd_run)
 
@@ -927,7 +928,7 @@ def _run(args) -> int:
         return 0
     if args.validate:
         prompt = client.validate(workflow, overrides)
-        print(f"valid: {len(prompt)} nodes; nothing was run")
+        print(f"valid: {len(prompt)} nodes; taken off the queue")
         return 0
     prompt = client.prepare(workflow, overrides)
     printer = ProgressPrinter(prompt)

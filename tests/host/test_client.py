@@ -124,12 +124,12 @@ def test_timeout_exits_124_and_cancels_the_prompt_on_the_server(comfy_server, co
     assert "execution_interrupted" in history_events(comfy_client, name)
     assert not list((comfy_server.tree.output / "client").glob("timeout*"))  # no partial video left
 
-def test_validate_checks_on_the_server_and_runs_nothing(comfy_server, comfy_client, tmp_path):
+def test_validate_checks_on_the_server_and_leaves_no_video(comfy_server, comfy_client, tmp_path):
     name = f"validate_{uuid.uuid4().hex[:8]}.latent"
     write_latent(comfy_server.tree.input / name)
     done = run_cli(comfy_server, *decode_only_args(name, "client/validate"), "--validate")
     assert done.returncode == 0, done.stderr
-    assert done.stdout.strip() == "valid: 4 nodes; nothing was run"
+    assert done.stdout.strip() == "valid: 4 nodes; taken off the queue"
     wait_for_idle(comfy_client)
     assert not list(comfy_server.tree.output.rglob("validate*"))
     rejected = run_cli(comfy_server, DECODE_ONLY, "--validate")  # the bundled names aren't on this server
