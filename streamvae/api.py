@@ -10,9 +10,9 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from .convert import MODES
+from .convert import MODES, layout_for
 from .decoders import ChunkDecoder, WanChunkDecoder, decoder_for
-from .encoding import EncodeSettings, FpsLike
+from .encoding import EncodeSettings, FpsLike, resolve
 from .errors import StreamVAEError
 from .fast import with_fast_kernels
 from .latents import as_video_latent
@@ -75,10 +75,11 @@ def write_video(source: FrameSource, path: os.PathLike | str, settings: EncodeSe
     _check_frame_size(settings, source.width, source.height)
     started = time.perf_counter() if started is None else started
     peak_vram = peak_vram_tracker(torch.device(source.device))
+    layout = layout_for(mode, resolve(settings).pix_fmt)  # fast mode: yuv420p planes made on the device
     with PeakRSS() as rss, VideoWriter(path, settings, source.width, source.height, audio=audio,
-                                       metadata=metadata) as writer:
+                                       metadata=metadata, input_format=layout.pix_fmt) as writer:
         result = run_to_consumer(source, writer.write, mode=mode, slots=slots, progress=progress, cancel=cancel,
-                                 preview_width=preview_width)
+                                 preview_width=preview_width, layout=layout)
         final_path = writer.finish()
     return DecodeStats(
         frames=result.frames, width=source.width, height=source.height, fps=float(settings.fps),

@@ -6,6 +6,7 @@ import pytest
 import torch
 
 from streamvae import EncodeSettings, StreamVAEError
+from streamvae.api import source_from_images, write_video
 from streamvae.convert import RGB24, YUV420P, layout_for, to_uint8_frames
 from streamvae.writer import VideoWriter
 from streamvae.yuv import even_pad, rgb_to_yuv420p, yuv420p_preview
@@ -85,3 +86,33 @@ def test_preview_of_a_grey_frame_is_grey():
     grey = np.full((1, 8, 8, 3), 128, np.uint8)
     preview = yuv420p_preview(rgb_to_yuv420p(torch.from_numpy(grey))[0].numpy(), 1)
     assert np.abs(preview.astype(int) - 128).max() <= 1
+
+
+def images_of(frames: np.ndarray) -> torch.Tensor:
+    return torch.from_numpy(frames).float() / 255  # ComfyUI's IMAGE: [N, H, W, 3] in [0, 1]
+
+
+@pytest.mark.parametrize("height,width", [(64, 96), (33, 47)])
+def test_fast_mode_streams_gpu_planes_end_to_end(tmp_path, height, width, no_thread_left):
+    frames = smooth_frames(21, height, width)
+    seen = []
+    stats = write_video(source_from_images(images_of(frames)), tmp_path / "x.mp4",
+                        EncodeSettings(fps=24, crf=0, encoder="software", parallel=2), mode="fast",
+                        progress=seen.append, preview_width=16)
+    video = read_video(stats.path)
+    even = (height + height % 2, width + width % 2)
+    assert video.frames.shape == (21, *even, 3) and video.fps == 24 and stats.frames == 21
+    assert psnr(video.frames[:, :height, :width], frames) >= 40
+    previews = [p.preview for p in seen if p.preview is not None]
+    assert previews and previews[-1].ndim == 3 and previews[-1].shape[2] == 3  # RGB, not raw planes
+
+
+def test_exact_mode_leaves_the_conversion_to_swscale(tmp_path, monkeypatch):
+    frames = smooth_frames(9, 32, 48)
+    lossless = EncodeSettings(fps=16, container="mkv", codec="ffv1", pix_fmt="yuv420p")
+    monkeypatch.setattr("streamvae.yuv.rgb_to_yuv420p", lambda *a, **k: pytest.fail("exact mode converted on the GPU"))
+    streamed = write_video(source_from_images(images_of(frames)), tmp_path / "exact.mkv", lossless, mode="exact")
+    with VideoWriter(tmp_path / "direct.mkv", lossless, 48, 32) as writer:  # rgb24 in: swscale converts
+        writer.write(frames)
+        direct = writer.finish()
+    assert np.array_equal(read_video(streamed.path).frames, read_video(direct).frames)
