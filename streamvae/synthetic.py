@@ -40,9 +40,13 @@ def random_wan_vae(arch: str = "wan2.1", *, device="cpu", dtype=torch.float32, s
     return vae.eval().requires_grad_(False).to(device=device, dtype=dtype)
 
 
-# ComfyUI builds its Wan VAEs with these fixed widths (comfy/sd.py), whatever the file holds.
-COMFY_WAN = {"wan2.1": ("comfy.ldm.wan.vae", dict(dim=96, z_dim=16)),
-             "wan2.2": ("comfy.ldm.wan.vae2_2", dict(dim=160, dec_dim=256, z_dim=48))}
+# What ComfyUI 0.3.64 builds for a Wan VAE file (comfy/sd.py, the `ddconfig` of the Wan branch), whatever the file
+# holds. All of it matters: WanVAE's own default temperal_downsample differs, and a model built with it lacks two
+# time_conv layers, which ComfyUI would then leave uninitialised (it loads with strict=False).
+_WAN_COMMON = dict(dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[], temperal_downsample=[False, True, True],
+                   dropout=0.0)
+COMFY_WAN = {"wan2.1": ("comfy.ldm.wan.vae", dict(dim=96, z_dim=16, **_WAN_COMMON)),
+             "wan2.2": ("comfy.ldm.wan.vae2_2", dict(dim=160, dec_dim=256, z_dim=48, **_WAN_COMMON))}
 
 
 def random_comfy_wan_vae(arch: str = "wan2.1", *, seed: int = 0):
@@ -53,8 +57,12 @@ def random_comfy_wan_vae(arch: str = "wan2.1", *, seed: int = 0):
     import comfy.sd  # noqa: PLC0415 - only when ComfyUI is there
 
     module_name, dims = COMFY_WAN[arch]
-    model = fill_random_weights_(importlib.import_module(module_name).WanVAE(**dims), seed)
-    return comfy.sd.VAE(sd=model.state_dict())
+    weights = fill_random_weights_(importlib.import_module(module_name).WanVAE(**dims), seed).state_dict()
+    vae = comfy.sd.VAE(sd=weights)
+    missing = set(vae.first_stage_model.state_dict()) - set(weights)
+    if missing:  # ComfyUI only logs this, and the missing weights would be uninitialised memory
+        raise RuntimeError(f"ComfyUI's {arch} VAE has weights we did not fill: {sorted(missing)[:4]}")
+    return vae
 
 
 def random_latent(vae, frames: int, height: int, width: int, *, seed: int = 0) -> torch.Tensor:

@@ -11,7 +11,7 @@ import torch
 from streamvae.decoders import WanChunkDecoder
 from streamvae.decoders.comfyui import wan_parts_from_comfy
 from streamvae.files import import_comfy
-from streamvae.synthetic import fill_random_weights_
+from streamvae.synthetic import COMFY_WAN, fill_random_weights_
 
 TINY_DIFFUSERS = {
     "wan2.1": dict(base_dim=8, z_dim=16),
@@ -58,10 +58,12 @@ def comfy():
 @pytest.fixture(scope="session", params=["wan2.1", "wan2.2"])
 def comfy_wan_model(request, comfy):
     """A tiny ComfyUI WanVAE module of each family with real-valued random weights."""
+    # Tiny widths, but the temporal layout ComfyUI builds (COMFY_WAN), so the same layers run.
+    common = {key: value for key, value in COMFY_WAN["wan2.1"][1].items() if key not in ("dim", "z_dim")}
     if request.param == "wan2.1":
-        model = comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16)
+        model = comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16, **common)
     else:
-        model = comfy.ldm.wan.vae2_2.WanVAE(dim=8, dec_dim=16, z_dim=48)
+        model = comfy.ldm.wan.vae2_2.WanVAE(dim=8, dec_dim=16, z_dim=48, **common)
     return fill_random_weights_(model.eval()).requires_grad_(False)
 
 

@@ -28,9 +28,9 @@ def test_bench_writes_a_video_and_a_report(tmp_path):
 
 
 def test_decode_reads_comfyui_latent_and_vae_files(tmp_path, comfy):
-    from streamvae.synthetic import fill_random_weights_
+    from streamvae.synthetic import COMFY_WAN, fill_random_weights_
 
-    model = fill_random_weights_(comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16))
+    model = fill_random_weights_(comfy.ldm.wan.vae.WanVAE(**COMFY_WAN["wan2.1"][1]))
     save_file(model.state_dict(), str(tmp_path / "wan_2.1_vae.safetensors"))
     # The layout ComfyUI's SaveLatent writes.
     save_file({"latent_tensor": torch.randn(1, 16, 3, 4, 6), "latent_format_version_0": torch.tensor([])},

@@ -43,16 +43,15 @@ def test_comfy_chunks_equal_model_decode(comfy_wan_model):
 
 def test_comfy_vae_wrapper_uses_model_management(comfy):
     """ComfyUI's own VAE object (Wan 2.1 layout, full width): loaded through ComfyUI, decoded in chunks."""
-    from streamvae.synthetic import fill_random_weights_
+    from streamvae.synthetic import random_comfy_wan_vae
 
-    model = fill_random_weights_(comfy.ldm.wan.vae.WanVAE(dim=96, z_dim=16))
-    vae = comfy.sd.VAE(sd=model.state_dict())
+    vae = random_comfy_wan_vae("wan2.1")
     latent = torch.randn(1, 16, 2, 2, 3, generator=torch.Generator().manual_seed(2))
     decoder = decoder_for(vae, latent)
     assert isinstance(decoder, WanChunkDecoder) and decoder.parts.family == "wan2.1"
-    stock = vae.decode(latent)  # [1, T, H, W, 3] in [0, 1]
+    stock = vae.decode(latent)  # [1, T, H, W, 3] in [0, 1], on the host
     chunks = _decode_chunks(decoder, latent)
-    ours = torch.clamp((torch.cat(chunks, 2).float() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1)
+    ours = torch.clamp((torch.cat(chunks, 2).float() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1).cpu()
     assert torch.equal(ours, stock)
 
 

@@ -24,10 +24,13 @@ import argparse
 import sys
 from pathlib import Path
 
-# File name -> (module, constructor kwargs). The kwargs mirror what comfy/sd.py builds.
+from streamvae.synthetic import COMFY_WAN
+
+# File name -> (module, constructor kwargs): exactly what comfy/sd.py builds, or some of the weights ComfyUI's
+# model has would be missing from the file and stay uninitialised on load.
 VAES = {
-    "tiny_wan21_vae.safetensors": ("comfy.ldm.wan.vae", dict(dim=96, z_dim=16)),
-    "tiny_wan22_vae.safetensors": ("comfy.ldm.wan.vae2_2", dict(dim=160, dec_dim=256, z_dim=48)),
+    "tiny_wan21_vae.safetensors": COMFY_WAN["wan2.1"],
+    "tiny_wan22_vae.safetensors": COMFY_WAN["wan2.2"],
 }
 SEED = 20251126
 
