@@ -52,13 +52,21 @@ def cmd_bench(args) -> int:
     from .bench import BenchCase, default_case, run_bench  # noqa: PLC0415 - needs the bench extra
 
     device = _device(args.device)
+    modes = tuple(args.modes.split(","))
+    options = dict(crf=args.crf, preset=args.preset, price_per_gpu_hour=args.price_per_hour)
+    if args.suite == "full":
+        from .suite import run_suite  # noqa: PLC0415
+
+        if device.type != "cuda":
+            raise StreamVAEError("--suite full times GPU decoders: run it on a machine with a CUDA GPU")
+        run_suite(Path(args.out), impl=args.impl, modes=modes, **options)
+        return 0
     case = default_case(args.arch, device)
     case = BenchCase(case.arch, args.frames or case.frames, args.height or case.height, args.width or case.width,
                      case.fps, case.dtype, device, args.impl)
     bar = ProgressBar("streaming")
     try:
-        run_bench(case, Path(args.out), crf=args.crf, preset=args.preset, modes=tuple(args.modes.split(",")),
-                  price_per_gpu_hour=args.price_per_hour, progress=bar)
+        run_bench(case, Path(args.out), modes=modes, progress=bar, **options)
     finally:
         bar.close()
     return 0
@@ -99,6 +107,9 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--out", default="out/bench", help="folder for the video and bench.json")
     bench.add_argument("--price-per-hour", type=float, default=3.36, help="$ per GPU-hour (g7e.2xlarge: 3.36)")
     bench.add_argument("--modes", default="exact", help="streaming modes to time: exact, fast or exact,fast")
+    bench.add_argument("--suite", choices=("one", "full"), default="one",
+                       help="full: every case (720p/480p Wan 2.1, Wan 2.2, 1001 frames) with diffusers and fastvae "
+                            "decode-only competitors, suite.json and a chart (GPU only)")
     _add_encoder_options(bench, crf=23)
     bench.set_defaults(run=cmd_bench)
 

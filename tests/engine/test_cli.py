@@ -61,3 +61,22 @@ def test_bench_can_time_comfyui_own_vae(tmp_path, comfy):
     assert report["case"]["impl"] == "comfyui"
     assert report["paths"]["stock-like"]["decoder"] == "VAE.decode (whole video)"
     assert report["paths"]["streaming exact"]["decoder"] == "ComfyUI wan2.1 (chunked)"
+
+
+def test_suite_chart_is_drawn_from_a_report(tmp_path):
+    from streamvae.suite import draw_chart
+
+    stats = {"wall_seconds": 2.0}
+    suite = {"machine": {"card": "test card", "torch": "x", "date": "2026-11-26"},
+             "cases": {"a": {"paths": {"stock-like": stats, "streaming exact": {"wall_seconds": 1.0}},
+                             "decode_only": {"diffusers eager": {"decode_seconds": 1.5},
+                                             "fastvae": {"skipped": "not installed"}}}}}
+    draw_chart(suite, tmp_path / "suite.png")
+    assert (tmp_path / "suite.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_full_suite_refuses_to_run_without_a_gpu(tmp_path):
+    if torch.cuda.is_available():
+        return
+    result = run_cli("bench", "--suite", "full", "--device", "cpu", "--out", str(tmp_path))
+    assert result.returncode == 2 and "CUDA GPU" in result.stderr
