@@ -1,0 +1,75 @@
+"""Faults mid-stream that are the server's behaviour: the output subfolder removed while writing, and a full disk
+(the output folder on a 2 MiB tmpfs). Each: a clear error, no temporary file, a finished file of the same name
+byte-identical, and the next prompt succeeds."""
+
+from __future__ import annotations
+
+import os
+import shutil
+
+from nodes_graphs import streaming_prompt
+from rel_support import error_message, partial_files, read_video, saved_paths, snapshot, wait_for_progress
+
+LONG_FRAMES = 17
+FREE_BYTES = 12 * 1024
+
+
+def test_output_subfolder_removed_mid_run(rel_client, rel_server):
+    output = rel_server.tree.output
+    folder = output / "removed"
+    prompt_id = rel_client.queue(streaming_prompt("wan21", filename_prefix="removed/clip",
+                                                  latent={"frames": LONG_FRAMES}))
+    progress = wait_for_progress(rel_client, prompt_id, "save", timeout=600)
+    assert progress is not None and progress["value"] < LONG_FRAMES
+    shutil.rmtree(folder)  # the temporary file is being written in there right now
+    run = rel_client.wait(prompt_id, timeout=600)
+
+    assert run.status == "error"
+    message = error_message(run)
+    assert "the output folder was removed while writing" in message and "No file was left behind" in message, \
+        message
+    assert "Traceback" not in message
+    assert not folder.exists(), "the removed folder came back with something in it"
+    assert not partial_files(output)
+    held = [path for path in snapshot(rel_server.pid)["files"] if "removed" in path]
+    assert not held, f"the server still holds the deleted temporary file open: {held}"
+
+    after = rel_client.run(streaming_prompt("wan21", filename_prefix="removed/clip"), timeout=600)
+    assert after.status == "success", after.of_type("execution_error")
+    (path,) = saved_paths(after, output)
+    assert len(read_video(path)[0]) == 5
+
+
+def test_disk_full_mid_run(tight_client, tight_server):
+    """The output folder is a 2 MiB tmpfs, filled up to FREE_BYTES before the prompt: the 9-frame lossless video
+    runs out of space part-way. (Measured: a 129-frame ffv1 64x48 video of these VAEs' frames fits in 2 MiB, so
+    the disk is made nearly full rather than relying on the video's size.)"""
+    view = tight_server.output_view()
+    (view / "full").mkdir()
+    existing = view / "full" / "clip_00001_.mkv"  # a finished video the user already has, same prefix
+    existing.write_bytes(b"finished video" * 1000)
+    original = existing.read_bytes()
+    filler = view / "filler.bin"
+    stats = os.statvfs(view)
+    filler.write_bytes(b"\0" * max(0, stats.f_bavail * stats.f_frsize - FREE_BYTES))
+    prompt = streaming_prompt("wan21", filename_prefix="full/clip", latent={"frames": 9},
+                              container="mkv", codec="ffv1", pix_fmt="bgr0")
+    run = tight_client.run(prompt, timeout=600)
+
+    assert run.status == "error", "the video should not fit in the space left"
+    message = error_message(run)
+    assert "No space left on device" in message and "free some disk space" in message, message
+    assert "No file was left behind" in message
+    saved_before_failing = [data["value"] for data in run.of_type("progress") if data["node"] == "save"]
+    assert saved_before_failing and max(saved_before_failing) > 0, "the disk filled before streaming began"
+    assert existing.read_bytes() == original
+    assert sorted(path.name for path in (view / "full").iterdir()) == ["clip_00001_.mkv"]
+    assert not [path for path in snapshot(tight_server.pid)["files"] if ".partial" in path]
+
+    filler.unlink()  # the user frees space; the next prompt must work without a restart
+    after = tight_client.run(streaming_prompt("wan21", filename_prefix="full/clip"), timeout=600)
+    assert after.status == "success", after.of_type("execution_error")
+    (item,) = after.outputs["save"]["images"]
+    assert item["filename"] == "clip_00002_.mp4"
+    assert len(read_video(view / "full" / item["filename"])[0]) == 5
+    assert existing.read_bytes() == original
