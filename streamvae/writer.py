@@ -152,6 +152,8 @@ class VideoWriter:
         for packet in packets:
             packet.stream = self.stream
             self.container.mux(packet)
+        # The stream's headers exist only once the first mux has opened its encoder, so this checks after muxing:
+        # a mismatch still fails the write, and the partial file is removed like any other failure.
         header = self._segments.header
         if packets and header != self.stream.codec_context.extradata:
             raise EncoderError("the parallel segment encoders made other sequence headers than the file's; "
