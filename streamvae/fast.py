@@ -7,7 +7,8 @@ Nested or concurrent decodes of the same model share one set of patches (referen
 
 What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/benchmarks.md "Fast decode kernels"):
 
-- `layout`: 3-D conv weights in channels_last_3d on CUDA (cuDNN then keeps activations channels-last end to end).
+- `layout`: on CUDA, 3-D conv weights in channels_last_3d and 2-D ones in channels_last (cuDNN then keeps the
+  activations channels-last).
 - `conv`: every causal conv builds its input in one allocation (zeros | cached frames | new frames) and lets the
   convolution pad height and width itself (`padding=(0, p, p)`), instead of `torch.cat` and then `F.pad`, two
   full copies of every conv input. Zero padding inside the conv is the same arithmetic.
@@ -15,10 +16,20 @@ What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/b
   the conv's input buffer behind the cached frames, so norm, SiLU and concatenation cost one read and one write;
   the head's norm + SiLU too; the residual add happens in place. Float32 inside, like diffusers' norm.
 - `upsample`: diffusers' nearest upsample without its float32 round trip (nearest copies values: bit-identical).
+- `resample`: the upsampling blocks (and Wan 2.2's DupUp3D shortcut) keep channels-last: the temporal interleave
+  and the channel-to-space shuffle are one permute-copy each in that layout, where the originals' `torch.stack` and
+  `.contiguous()` turned activations back to NCDHW, which made the next norm, add and conv re-lay them out.
+- `taps`: 3x3x3 convs with 96-128 channels in and at most 128 out (Wan 2.1's full-resolution level and its output
+  conv) as three 2-D convs over the frames, one per temporal tap, summed in place: cuDNN's 2-D kernels run the
+  96-channel ones ~30% faster on an H200 than its 3-D ones. Partial sums round to bf16 once more each.
+
+Measured (H200, bf16, chunk loop only, 2026-11-26): Wan 2.1 1280x720x161 8.28 s eager -> 4.01 s, Wan 2.2
+1280x704x121 5.88 s -> 3.67 s; PSNR vs exact 48.1 / 50.8 dB. Per-feature numbers in docs/benchmarks.md.
 
 Causal-cache slots of patched residual blocks hold two frames always (a zero frame in front after the first
 chunk), which is the same convolution input the original one-frame entry plus zero padding gives; the slots are
-read by no one else. Outputs differ from exact mode only by rounding (bf16 PSNR >= 45 dB, checked in the tests).
+read by no one else. Outputs differ from exact mode only by rounding (bf16 PSNR >= 45 dB at full size, measured;
+the tests check each patch against the original module).
 On CPU, and on CUDA without Triton, the norm falls back to plain torch with the same arithmetic.
 """
 
@@ -37,7 +48,7 @@ import torch.nn.functional as F
 
 from .kernels import rms_norm_silu
 
-FEATURES = frozenset({"layout", "conv", "norm", "upsample"})
+FEATURES = frozenset({"layout", "conv", "norm", "upsample", "resample", "taps"})
 CACHE_T = 2  # frames each causal conv carries into the next step (both libraries)
 
 _CAUSAL_CONVS = ("CausalConv3d", "WanCausalConv3d")
@@ -132,12 +143,15 @@ def _install(module: nn.Module, patches: _Patches, features: frozenset, cuda: bo
         for parameter in module.parameters():
             if parameter.dim() == 5:  # only 3-D conv weights (Module.to refuses channels_last_3d for biases)
                 patches.relayout(parameter, torch.channels_last_3d)
+        for sub in module.modules():
+            if isinstance(sub, nn.Conv2d) and sub.weight.dim() == 4:
+                patches.relayout(sub.weight, torch.channels_last)
     if "conv" not in features:
         return  # the norm patch writes into the conv's input buffer, so it needs the conv patch
     convs = {}
     for sub in module.modules():
         if _is_causal_conv(sub):
-            convs[sub] = _patch_causal_conv(sub, patches, memory_format)
+            convs[sub] = _patch_causal_conv(sub, patches, memory_format, taps="taps" in features)
     if "norm" in features:
         for sub in module.modules():
             _patch_residual_block(sub, convs, patches, memory_format)
@@ -146,6 +160,10 @@ def _install(module: nn.Module, patches: _Patches, features: frozenset, cuda: bo
         for sub in module.modules():
             if type(sub).__name__ == "WanUpsample" and isinstance(sub, nn.Upsample):
                 patches.set(sub, "forward", types.MethodType(nn.Upsample.forward, sub))
+    if "resample" in features:
+        for sub in module.modules():
+            _patch_resample(sub, patches)
+            _patch_dup_up(sub, patches)
 
 
 # ---------------------------------------------------------------------------------------------- causal convs
@@ -160,11 +178,14 @@ def _is_causal_conv(sub: nn.Module) -> bool:
             and params <= {"x", "cache_x", "cache_list", "cache_idx"})
 
 
-def _patch_causal_conv(conv: nn.Conv3d, patches: _Patches, memory_format: torch.memory_format) -> tuple:
+def _patch_causal_conv(conv: nn.Conv3d, patches: _Patches, memory_format: torch.memory_format,
+                       taps: bool = False) -> tuple:
     """Returns the conv's plain convolution (padding height and width itself) and its causal time padding."""
     pad_w, _, pad_h, _, time_pad, _ = conv._padding
     conv_only = super(type(conv), conv).forward  # ComfyUI's ops.Conv3d (weight casting) or nn.Conv3d
     patches.set(conv, "padding", (0, pad_h, pad_w))
+    if taps and _taps_apply(conv):
+        conv_only = _temporal_taps(conv, conv_only)
 
     def forward(x, cache_x=None, cache_list=None, cache_idx=None):
         if cache_list is not None:  # ComfyUI's calling convention: the conv takes (and clears) its cache slot
@@ -178,6 +199,40 @@ def _patch_causal_conv(conv: nn.Conv3d, patches: _Patches, memory_format: torch.
 
     patches.set(conv, "forward", forward)
     return conv_only, time_pad
+
+
+# Measured on an H200 (cuDNN 9.19): 96 -> 96 channels 6.30 ms as one 3-D conv, 4.37 ms as three 2-D ones; at 192 and
+# 256 channels the 3-D conv wins. The full-size decode measured with it used it on Wan 2.1's 96 -> 96 convs and its
+# 96 -> 3 output conv. Below 96 input channels it wasn't measured, so it isn't used there (and there each conv
+# carries a larger share of the extra bf16 rounding: a tiny 8-32-channel model fell under 45 dB with it).
+TAPS_MIN_IN_CHANNELS, TAPS_MAX_CHANNELS = 96, 128
+
+
+def _taps_apply(conv: nn.Conv3d) -> bool:
+    return (tuple(conv.kernel_size) == (3, 3, 3) and conv._padding[4] == 2 and tuple(conv.stride) == (1, 1, 1)
+            and tuple(conv.dilation) == (1, 1, 1) and conv.groups == 1
+            and TAPS_MIN_IN_CHANNELS <= conv.in_channels <= TAPS_MAX_CHANNELS
+            and conv.out_channels <= TAPS_MAX_CHANNELS
+            and not getattr(conv, "comfy_cast_weights", False) and not getattr(conv, "weight_function", None)
+            and not getattr(conv, "bias_function", None))
+
+
+def _temporal_taps(conv: nn.Conv3d, conv_only: Callable) -> Callable:
+    """A 3x3x3 conv over `[1, C, T+2, H, W]` as sum over k of conv2d(frames k..k+T-1, weight[:, :, k])."""
+    padding = tuple(conv.padding[1:])
+
+    def forward(x):
+        if x.shape[0] != 1 or x.dtype != conv.weight.dtype or x.device != conv.weight.device:
+            return conv_only(x)
+        frames = x[0].transpose(0, 1)  # [T+2, C, H, W]; channels-last 2-D when x is channels_last_3d
+        count = x.shape[2] - 2
+        weight = conv.weight
+        out = F.conv2d(frames[0:count], weight[:, :, 0], conv.bias, 1, padding)
+        out.add_(F.conv2d(frames[1:count + 1], weight[:, :, 1], None, 1, padding))
+        out.add_(F.conv2d(frames[2:count + 2], weight[:, :, 2], None, 1, padding))
+        return out.unsqueeze(0).transpose(1, 2)  # [1, C_out, T, H, W]
+
+    return forward
 
 
 def _history_buffer(x: torch.Tensor, cache: Optional[torch.Tensor], time_pad: int,
@@ -195,6 +250,76 @@ def _history_buffer(x: torch.Tensor, cache: Optional[torch.Tensor], time_pad: in
     if cached:
         buffer[:, :, time_pad - cached:time_pad].copy_(cache[:, :, -cached:])
     return buffer
+
+
+# -------------------------------------------------------------------------------------------- resampling
+
+def _interleave_time(x: torch.Tensor, channels: int) -> torch.Tensor:
+    """`[b, 2c, t, h, w]` -> `[b, c, 2t, h, w]` with frame 2i from the first half of the channels and 2i+1 from the
+    second (the libraries' reshape + stack), computed as one copy in channels-last order."""
+    b, _, t, h, w = x.shape
+    y = x.permute(0, 2, 3, 4, 1).reshape(b, t, h, w, 2, channels).permute(0, 1, 4, 2, 3, 5)
+    return y.reshape(b, 2 * t, h, w, channels).permute(0, 4, 1, 2, 3)
+
+
+def _patch_resample(resample: nn.Module, patches: _Patches) -> None:
+    if type(resample).__name__ not in ("Resample", "WanResample"):
+        return
+    mode = getattr(resample, "mode", None)
+    layers = getattr(resample, "resample", None)
+    if mode not in ("upsample2d", "upsample3d") or not isinstance(layers, nn.Sequential):
+        return
+    if not {"x", "feat_cache", "feat_idx"} <= set(inspect.signature(type(resample).forward).parameters):
+        return
+    time_conv = getattr(resample, "time_conv", None)
+    if mode == "upsample3d" and time_conv is None:
+        return
+    original = types.MethodType(type(resample).forward, resample)
+
+    def forward(x, feat_cache=None, feat_idx=[0]):  # noqa: B006 - the libraries' own signature
+        if feat_cache is None and mode == "upsample3d":
+            return original(x, feat_cache, feat_idx)
+        b, c, t, h, w = x.size()
+        if mode == "upsample3d":
+            idx = feat_idx[0]
+            cached = feat_cache[idx]
+            if cached is None:
+                feat_cache[idx] = "Rep"  # first chunk: no temporal upsampling (the libraries' marker)
+                feat_idx[0] += 1
+            else:
+                rep = isinstance(cached, str)
+                cache_x = x[:, :, -CACHE_T:].clone()
+                if cache_x.shape[2] < 2:
+                    previous = torch.zeros_like(cache_x) if rep else cached[:, :, -1:].to(cache_x.device)
+                    cache_x = torch.cat([previous, cache_x], dim=2)
+                x = time_conv(x) if rep else time_conv(x, cached)
+                feat_cache[idx] = cache_x
+                feat_idx[0] += 1
+                x = _interleave_time(x, c)
+        frames = x.shape[2]
+        y = layers(x.permute(0, 2, 1, 3, 4).reshape(b * frames, c, h, w))
+        return y.reshape(b, frames, y.shape[1], y.shape[2], y.shape[3]).permute(0, 2, 1, 3, 4)
+
+    patches.set(resample, "forward", forward)
+
+
+def _patch_dup_up(dup: nn.Module, patches: _Patches) -> None:
+    """Wan 2.2's DupUp3D shortcut (repeat channels, then channels to time and space), in channels-last order."""
+    if type(dup).__name__ != "DupUp3D":
+        return
+    try:
+        out_channels, factor_t, factor_s, repeats = dup.out_channels, dup.factor_t, dup.factor_s, dup.repeats
+    except AttributeError:
+        return
+
+    def forward(x, first_chunk=False):
+        b, _, t, h, w = x.shape
+        y = x.permute(0, 2, 3, 4, 1).repeat_interleave(repeats, dim=-1)  # [b, t, h, w, c_in * repeats]
+        y = y.reshape(b, t, h, w, out_channels, factor_t, factor_s, factor_s).permute(0, 1, 5, 2, 6, 3, 7, 4)
+        y = y.reshape(b, t * factor_t, h * factor_s, w * factor_s, out_channels).permute(0, 4, 1, 2, 3)
+        return y[:, :, factor_t - 1:] if first_chunk else y
+
+    patches.set(dup, "forward", forward)
 
 
 # ----------------------------------------------------------------------------------------- residual blocks

@@ -91,7 +91,11 @@ def test_every_hot_module_is_patched(diffusers_vae, comfy_wan_model):
         with fast_kernels(decoder_module, torch.device("cpu")):
             assert all("forward" in b.__dict__ for b in blocks), type(model)
             assert all("forward" in c.__dict__ and c.padding[0] == 0 for c in convs)
-            assert _patched_forwards(decoder_module) >= len(blocks) + len(convs) + 2  # + head norm and SiLU
+            resamples = [m for m in decoder_module.modules() if type(m).__name__ in ("Resample", "WanResample")]
+            assert resamples and all("forward" in r.__dict__ for r in resamples)
+            dups = [m for m in decoder_module.modules() if type(m).__name__ == "DupUp3D"]
+            assert all("forward" in d.__dict__ for d in dups)
+            assert _patched_forwards(decoder_module) >= len(blocks) + len(convs) + len(resamples) + 2  # + head
         assert _patched_forwards(decoder_module) == 0
 
 
@@ -178,3 +182,56 @@ def test_rms_norm_silu_matches_the_libraries(layout, bias):
         assert result.data_ptr() == out.data_ptr() and torch.isnan(buffer[:, :, :2]).all()
     no_silu = rms_norm_silu_reference(x, gamma, beta, 12 ** 0.5, silu=False)
     torch.testing.assert_close(torch.nn.functional.silu(no_silu), expected)
+
+
+def test_cuda_choices_on_cpu(diffusers_vae):
+    """What CUDA gets (channels-last 3-D and 2-D weights, channels-last buffers), run through the CPU kernels."""
+    from streamvae import fast
+
+    latent = latent_for(diffusers_vae, latent_frames=3)
+    decoder = decoder_for(diffusers_vae, latent)
+    before = _state(decoder.parts.decoder)
+    exact = _chunks(decoder, latent)
+    patches = fast._Patches()
+    with torch.inference_mode():
+        fast._install(decoder.parts.decoder, patches, FEATURES, True, torch.channels_last_3d)
+        try:
+            assert any(p.dim() == 5 and not p.is_contiguous() for p in decoder.parts.decoder.parameters())
+            got = torch.cat(list(decoder.chunks(latent)), 2)
+        finally:
+            patches.undo()
+    _assert_restored(decoder.parts.decoder, before)
+    assert _relative_error(got, exact) < 1e-5
+
+
+@pytest.mark.parametrize("library", ["diffusers", "comfy"])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+@pytest.mark.parametrize("cached", [0, 1, 2])
+def test_temporal_taps_conv_equals_the_causal_conv(request, library, memory_format, cached):
+    """`taps` (three 2-D convs, one per temporal tap) on a 96-channel causal conv, the width it is used at."""
+    from streamvae import fast
+
+    if library == "diffusers":
+        from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d as Conv
+    else:
+        comfy = request.getfixturevalue("comfy")
+        Conv = comfy.ldm.wan.vae.CausalConv3d
+    torch.manual_seed(5)
+    conv = Conv(96, 96, 3, padding=1)
+    with torch.no_grad():
+        conv.weight.copy_(torch.randn_like(conv.weight) / 50)
+        conv.bias.copy_(torch.randn_like(conv.bias) / 50)
+    conv.weight.data = conv.weight.data.contiguous(memory_format=memory_format)
+    x = torch.randn(1, 96, 3, 5, 7).contiguous(memory_format=memory_format)
+    cache = torch.randn(1, 96, cached, 5, 7) if cached else None
+    with torch.no_grad():
+        expected = conv(x, cache)
+        patches = fast._Patches()
+        conv_only, time_pad = fast._patch_causal_conv(conv, patches, memory_format, taps=True)
+        try:
+            assert fast._taps_apply(conv) and time_pad == 2
+            got = conv(x, cache)
+        finally:
+            patches.undo()
+        assert torch.equal(conv(x, cache), expected)  # undone
+    torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
