@@ -29,7 +29,7 @@ CASES = [
 # fp32, a leaked causal cache or decoded 720p video tens to hundreds of MB each), not of a few MB per prompt.
 MAX_THREAD_DRIFT = 2
 MAX_FD_DRIFT = 4
-MAX_RSS_DRIFT = 384 * 1024 * 1024
+MAX_RSS_DRIFT = 256 * 1024 * 1024
 
 
 def case_prompt(index: int, case) -> dict:
@@ -64,6 +64,10 @@ def test_back_to_back_prompts_keep_the_server_flat(rel_client, rel_server):
         check_output(rel_client.wait(prompt_id, timeout=600), output, case)
         rss_series.append(round(snapshot(rel_server.pid)["rss"] / 2**20))
     seconds = time.monotonic() - started
+    # RSS swings by GBs between prompts of the two families (ComfyUI moves the 1.4 GB Wan 2.2 VAE in and out of
+    # its loaded set: measured 1.8 -> 3.4 -> 2.4 -> 3.9 GiB), so both snapshots are taken right after the same
+    # case, the last of the warm-up round, whatever the count.
+    check_output(rel_client.run(case_prompt(len(CASES) + count, CASES[-1]), timeout=600), output, CASES[-1])
     after = snapshot(rel_server.pid)
 
     drift = {key: after[key] - before[key] for key in ("rss", "threads", "fds")}
