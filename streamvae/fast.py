@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import contextlib
 import inspect
+import os
 import threading
 import types
 import weakref
@@ -49,6 +50,7 @@ import torch.nn.functional as F
 from .kernels import rms_norm_silu
 
 FEATURES = frozenset({"layout", "conv", "norm", "upsample", "resample", "taps"})
+DISABLE_ENV = "STREAMVAE_FAST_DISABLE"  # e.g. "taps" or "taps,resample": to compare on a card not measured here
 CACHE_T = 2  # frames each causal conv carries into the next step (both libraries)
 
 _CAUSAL_CONVS = ("CausalConv3d", "WanCausalConv3d")
@@ -62,7 +64,7 @@ def fast_kernels(module: nn.Module, device: torch.device, features: Optional[Ite
 
     `memory_format` of the conv input buffers: channels_last_3d on CUDA, contiguous elsewhere, unless given.
     """
-    features = FEATURES if features is None else frozenset(features)
+    features = default_features() if features is None else frozenset(features)
     unknown = features - FEATURES
     if unknown:
         raise ValueError(f"unknown fast-mode features {sorted(unknown)}; known: {sorted(FEATURES)}")
@@ -93,6 +95,16 @@ def with_fast_kernels(chunks: Iterator[torch.Tensor], module: nn.Module, device:
     """Iterate `chunks` with fast_kernels active; the patches are undone when the iteration ends or is closed."""
     with fast_kernels(module, device, features):
         yield from chunks
+
+
+def default_features() -> frozenset:
+    """FEATURES less those named in $STREAMVAE_FAST_DISABLE (comma-separated)."""
+    disabled = {name.strip() for name in os.environ.get(DISABLE_ENV, "").split(",") if name.strip()}
+    unknown = disabled - FEATURES
+    if unknown:
+        raise ValueError(f"${DISABLE_ENV} names unknown fast-mode features {sorted(unknown)}; known: "
+                         f"{sorted(FEATURES)}")
+    return FEATURES - disabled
 
 
 def is_patched(module: nn.Module) -> bool:

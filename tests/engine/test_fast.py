@@ -235,3 +235,16 @@ def test_temporal_taps_conv_equals_the_causal_conv(request, library, memory_form
             patches.undo()
         assert torch.equal(conv(x, cache), expected)  # undone
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
+
+
+def test_features_can_be_disabled_from_the_environment(wan21_vae, monkeypatch):
+    from streamvae import fast
+
+    monkeypatch.setenv(fast.DISABLE_ENV, "taps, resample")
+    assert fast.default_features() == FEATURES - {"taps", "resample"}
+    with fast_kernels(wan21_vae.decoder, torch.device("cpu")):
+        assert not any("forward" in m.__dict__ for m in wan21_vae.decoder.modules()
+                       if type(m).__name__ == "WanResample")
+    monkeypatch.setenv(fast.DISABLE_ENV, "warp")
+    with pytest.raises(ValueError, match="STREAMVAE_FAST_DISABLE"):
+        fast.default_features()
