@@ -45,7 +45,10 @@ def engine_call(draw):
     correct file when none is invalid, and refuse with a StreamVAEError when one is."""
     family = draw(st.sampled_from(sorted(VAES)))
     container = draw(st.sampled_from(sorted(CONTAINERS)))
-    codec = draw(st.sampled_from(CONTAINERS[container][1]))
+    # hevc is left out of the encodes here: libx265 in PyAV 18.1.0's wheel fails at random on small frames and can
+    # abort the whole process with heap corruption (docs/reliability.md, upstream findings). Its refusals (an
+    # invalid parameter, under 16 px) still run: they happen before the encoder opens.
+    codec = draw(st.sampled_from([name for name in CONTAINERS[container][1] if name != "hevc"] or ["hevc"]))
     crf_range = CODECS[codec].crf_range
     call = {
         "family": family, "frames": draw(st.integers(1, 3)), "height": draw(st.integers(1, 4)),
@@ -61,9 +64,6 @@ def engine_call(draw):
         call[bad] = draw(INVALID[bad])
     if bad == "crf" and crf_range is None:
         bad = None  # prores and ffv1 have no quality setting: crf is ignored there, by design
-    scale = VAES[family][2]
-    if bad is None and codec == "hevc" and min(call["height"], call["width"]) * scale < 16:
-        bad = "size"  # libx265 takes nothing under 16x16: the engine must say so (nvenc falls back, by design)
     return bad, call
 
 
@@ -73,7 +73,8 @@ def engine_call(draw):
 def test_engine_parameters_give_a_file_or_a_clear_error(case):
     bad, call = case
     vae, _, scale = VAES[call["family"]]
-    latent = torch.randn(1, call["channels"], call["frames"], call["height"], call["width"])
+    latent = torch.randn(1, call["channels"], call["frames"], call["height"], call["width"],
+                         generator=torch.Generator().manual_seed(0))
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / f"out.{call['container'] or 'mp4'}"
         try:
@@ -93,9 +94,23 @@ def test_engine_parameters_give_a_file_or_a_clear_error(case):
         assert decoded.shape == (frames, call["height"] * scale, call["width"] * scale, 3)
         assert stats.frames == frames
         fps = call["fps"]
-        assert rate == (Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps))
+        expected = Fraction(fps).limit_denominator(1001) if isinstance(fps, float) else Fraction(fps)
+        if call["container"] in ("mkv", "webm"):
+            # Matroska stores times in milliseconds: an arbitrary rate such as 117.41015625 comes back as the
+            # nearest it can express (found by this sweep; 16, 24 and 30000/1001 are exact). mp4/mov keep it exact.
+            assert abs(rate - expected) / expected < 2e-3, (rate, expected)
+        else:
+            assert rate == expected
         assert os.listdir(folder) == [path.name]
         OUTCOMES["file"] += 1
+
+
+def test_hevc_under_16_pixels_is_refused_before_encoding(tmp_path):
+    """libx265 takes nothing under 16x16 (it answered only "Invalid argument"): refused with a sentence, before
+    the encoder opens."""
+    with pytest.raises(StreamVAEError, match="hevc cannot encode frames smaller than 16x16"):
+        decode_to_video(VAES["wan2.1"][0], torch.randn(1, 16, 1, 1, 2), tmp_path / "x.mp4", codec="hevc")
+    assert not list(tmp_path.iterdir())
 
 
 def test_the_sweep_saw_both_outcomes():
