@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 import time
 from pathlib import Path
@@ -20,8 +19,6 @@ from .precision import chunks_in_precision, precision_dtype
 from .pipeline import FrameSource, Progress, iterate_host_chunks, run_to_consumer
 from .stats import DEFAULT_PRICE_PER_GPU_HOUR, DecodeStats, PeakRSS, peak_vram_tracker
 from .writer import VideoWriter, check_output_path
-
-log = logging.getLogger("streamvae")
 
 ProgressCallback = Callable[[Progress], None]
 CancelCheck = Callable[[], bool]

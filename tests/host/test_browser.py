@@ -112,7 +112,7 @@ def test_live_stats_then_the_video_plays_in_the_node(page, comfy_server):
     played = page.evaluate(PLAY_VIDEO)
     assert played["time"] > 0 and not played["paused"], played
     assert (played["width"], played["height"]) == (WIDTH, HEIGHT)
-    assert f"browser%2FStreamVAE" in played["src"] or "subfolder=browser" in played["src"], played["src"]
+    assert "browser%2FStreamVAE" in played["src"] or "subfolder=browser" in played["src"], played["src"]
     # The stats line stays under the finished video.
     assert page.text_content(".streamvae-stats").startswith("Done:")
     assert not [error for error in page.page_errors if "streamvae" in error.lower()], page.page_errors
