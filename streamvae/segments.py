@@ -90,8 +90,7 @@ class SegmentEncoders:
             if self._error is None:
                 self._error = EncoderError("the parallel encoders were stopped")
         for inbox in self._inboxes:
-            _drain(inbox)
-            inbox.put(_STOP)
+            _drain_and_stop(inbox)
         for thread in self._threads:
             thread.join()
 
@@ -157,9 +156,17 @@ class SegmentEncoders:
                     self._error = error
 
 
-def _drain(inbox: queue.Queue) -> None:
+def _drain_and_stop(inbox: queue.Queue) -> None:
+    """Empty the inbox and leave _STOP in it, never blocking: a blocking put into a full inbox whose worker has
+    already returned would wait forever."""
     while True:
         try:
-            inbox.get_nowait()
+            while True:
+                inbox.get_nowait()
         except queue.Empty:
+            pass
+        try:
+            inbox.put_nowait(_STOP)
             return
+        except queue.Full:  # something was queued in between: drain again
+            continue
