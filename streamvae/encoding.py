@@ -186,8 +186,8 @@ def _software_options(codec: Codec, crf: Optional[int], preset: str) -> dict:
             options["x265-params"] = "log-level=error"
         return options
     if codec.software == "libsvtav1":
-        # SVT-AV1 presets are numbers, 0 (slowest) to 13; map x264's names onto the same speed order.
-        return {"crf": str(crf), "preset": str(4 + PRESETS.index(preset))}
+        # SVT-AV1 presets are numbers, 0 (slowest) to 13 (fastest); x264's ultrafast..veryslow map onto 12..4.
+        return {"crf": str(crf), "preset": str(12 - PRESETS.index(preset))}
     if codec.software == "prores_ks":
         return {"profile": "3"}  # ProRes 422 HQ, the usual editing intermediate
     return {"level": "3", "slicecrc": "1"}  # ffv1 version 3: multithreaded and checksummed

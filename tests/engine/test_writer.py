@@ -149,3 +149,14 @@ def test_nvenc_counts_as_available_when_it_opens(monkeypatch):
         assert encoding.nvenc_available("h264_nvenc")
     finally:
         encoding.nvenc_available.cache_clear()
+
+
+def test_av1_presets_keep_x264s_speed_order():
+    """SVT-AV1 counts the other way (13 is fastest): ultrafast must map to a faster preset than veryslow."""
+    from streamvae.encoding import resolve
+
+    def svt_preset(name):
+        return int(resolve(EncodeSettings(fps=24, container="webm", codec="av1", preset=name,
+                                          encoder="software")).options["preset"])
+
+    assert svt_preset("ultrafast") > svt_preset("medium") > svt_preset("veryslow")
