@@ -539,13 +539,14 @@ class ComfyClient:
 
     # ---- HTTP
 
-    def _open(self, method: str, path: str, data: Optional[bytes] = None, content_type: Optional[str] = None):
+    def _open(self, method: str, path: str, data: Optional[bytes] = None, content_type: Optional[str] = None,
+              timeout: Optional[float] = None):
         headers = dict(self.headers)
         if content_type:
             headers["Content-Type"] = content_type
         request = urllib.request.Request(self.url + path, data=data, method=method, headers=headers)
         try:
-            return urllib.request.urlopen(request, timeout=self.timeout)
+            return urllib.request.urlopen(request, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as error:
             raise HttpStatusError(method, path.split("?")[0], error.code, error.read()) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
@@ -553,9 +554,10 @@ class ComfyClient:
                 f"can't reach ComfyUI at {self.url} ({getattr(error, 'reason', error)}). Is it running, and is the "
                 "SSH tunnel open (ssh -N -L 8188:127.0.0.1:8188 HOST)?") from None
 
-    def _json(self, method: str, path: str, body: Optional[dict] = None):
+    def _json(self, method: str, path: str, body: Optional[dict] = None, timeout: Optional[float] = None):
         data = None if body is None else json.dumps(body).encode()
-        with self._open(method, path, data, "application/json" if data is not None else None) as response:
+        with self._open(method, path, data, "application/json" if data is not None else None,
+                        timeout) as response:
             raw = response.read()
         return json.loads(raw) if raw else None
 
@@ -585,8 +587,8 @@ class ComfyClient:
             raise PromptRejected(json.loads(error.body or b"{}"), prompt) from None
         return prompt_id
 
-    def history(self, prompt_id: str) -> Optional[dict]:
-        return (self._json("GET", "/history/" + prompt_id) or {}).get(prompt_id)
+    def history(self, prompt_id: str, timeout: Optional[float] = None) -> Optional[dict]:
+        return (self._json("GET", "/history/" + prompt_id, timeout=timeout) or {}).get(prompt_id)
 
     def interrupt(self, prompt_id: str):
         """Stop prompt_id if it is the one running (the server ignores it otherwise)."""
@@ -677,7 +679,12 @@ class ComfyClient:
                 self._reconnect(reconnect_for)
                 event = None
             if event is None:  # quiet (or just reconnected): the end may have come while we were not listening
-                entry = self.history(prompt_id)
+                try:  # a server too busy to answer must not hold us past the deadline
+                    entry = self.history(prompt_id, timeout=None if remaining is None else max(0.5, remaining))
+                except ServerUnreachable:
+                    if deadline is None:
+                        raise
+                    continue
                 if entry is not None and entry.get("status", {}).get("completed") is not None:
                     return entry
                 continue

@@ -115,7 +115,8 @@ def test_unreachable_server_exits_3_and_says_what_to_check(tmp_path):
 def test_timeout_exits_124_and_cancels_the_prompt_on_the_server(comfy_server, comfy_client, tmp_path):
     """Long enough to still be running at the deadline: the client must not leave it on the server's GPU."""
     name = f"long_{uuid.uuid4().hex[:8]}.latent"
-    write_latent(comfy_server.tree.input / name, latent_frames=80)  # ~320 frames: ~25 s here
+    # ~1000 frames: over a minute here, so the prompt is surely still running at the client's 3 s deadline.
+    write_latent(comfy_server.tree.input / name, latent_frames=250)
     done = run_cli(comfy_server, *decode_only_args(name, "client/timeout"), "--timeout", 3, "--out", tmp_path)
     assert done.returncode == 124, done.stderr
     assert "did not finish within 3 s" in done.stderr
