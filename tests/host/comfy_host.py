@@ -316,6 +316,16 @@ class ComfyClient:
     def history(self, prompt_id: str) -> dict | None:
         return self.get_json("/history/" + prompt_id).get(prompt_id)
 
+    def events(self, timeout: float):
+        """Every JSON event the WebSocket delivers, in the server's order (binary previews skipped), for up to
+        `timeout` seconds; then the read times out. For tests that act mid-run; wait() follows a whole prompt."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            self.ws.settimeout(max(0.1, deadline - time.monotonic()))
+            frame = self.ws.recv()
+            if not isinstance(frame, bytes):
+                yield json.loads(frame)
+
     def interrupt(self, prompt_id: str | None = None):
         """Stop the running prompt (only if it is prompt_id, when given)."""
         self._request("POST", "/interrupt", {"prompt_id": prompt_id} if prompt_id else {})

@@ -1,8 +1,5 @@
 """Progress per chunk, live messages for the web extension, and /interrupt mid-decode."""
 
-import json
-import time
-
 from nodes_graphs import FRAMES, partial_files, saved_files, streaming_prompt
 
 LONG_FRAMES = 49  # 13 latent frames: long enough to interrupt in the middle on 2 busy CPU cores
@@ -14,13 +11,7 @@ def wait_for_progress(client, prompt_id: str, node: str, timeout: float) -> dict
     The events read here are handed back to the client's queue for this prompt, so `client.wait()` still sees the
     whole run. (ComfyClient has no "wait until" yet; this uses its queue of held messages.)
     """
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client.ws.settimeout(max(0.1, deadline - time.monotonic()))
-        frame = client.ws.recv()
-        if isinstance(frame, bytes):
-            continue
-        message = json.loads(frame)
+    for message in client.events(timeout):
         data = message.get("data") or {}
         if data.get("prompt_id") != prompt_id:
             continue
@@ -58,13 +49,7 @@ def follow_after_marker(client, prompt_id: str, timeout: float) -> tuple[list, i
     The WebSocket keeps the server's emission order, so an update read after that `status` was emitted after it.
     """
     messages, late, marker_seen = client._held.pop(prompt_id, []), 0, False
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client.ws.settimeout(max(0.1, deadline - time.monotonic()))
-        frame = client.ws.recv()
-        if isinstance(frame, bytes):
-            continue
-        message = json.loads(frame)
+    for message in client.events(timeout):
         data = message.get("data") or {}
         if message["type"] == "status":
             marker_seen = True

@@ -85,15 +85,7 @@ def snapshot(pid: int) -> dict:
 def wait_for_progress(client, prompt_id: str, node: str, timeout: float, at_least: int = 0) -> dict | None:
     """Read the prompt's events until `node` reports progress with value >= at_least; return that update, or None
     if the prompt ended first. Messages read here are kept for `client.wait()`, which still sees the whole run."""
-    import json
-
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        client.ws.settimeout(max(0.1, deadline - time.monotonic()))
-        frame = client.ws.recv()
-        if isinstance(frame, bytes):
-            continue
-        message = json.loads(frame)
+    for message in client.events(timeout):
         data = message.get("data") or {}
         if data.get("prompt_id") != prompt_id:
             continue
