@@ -1,7 +1,7 @@
 """API-format graphs with this pack's nodes, and how to read what they write. Shared by the test_nodes_* files.
 
 Sizes are tiny on purpose: the VAEs are full-size random-weight models decoding on 2 CPU cores, where one latent
-frame of a 64-pixel video takes seconds.
+frame of a 64-pixel video takes a few hundredths of a second to a second, depending on load.
 """
 
 from __future__ import annotations
