@@ -1,5 +1,5 @@
 """`python -m streamvae`: bench (the embedded default, no downloads), decode (your own VAE and latent) and run (a
-workflow on a ComfyUI server, see client.py)."""
+workflow on a ComfyUI server, see client/)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from typing import Optional
 
 import torch
 
-from .client import add_run_command
+from .client.run_command import add_run_command
 from .encoding import CODECS, CONTAINERS, ENCODERS, PRESETS
 from .errors import Cancelled, EncoderError, StreamVAEError
 from .pipeline import Progress

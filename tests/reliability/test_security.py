@@ -20,11 +20,12 @@ PACK_SOURCES = [REPO / "__init__.py", *sorted((REPO / "comfy_nodes").rglob("*.py
 def test_pack_adds_no_http_routes():
     """ComfyUI extensions add routes through PromptServer.instance.routes or aiohttp's router. The pack adds none,
     so the only new surface is its static web folder. A route added later must come with its own input checks
-    and tests; this test makes that a deliberate change. (streamvae/client.py is the client side: it calls
+    and tests; this test makes that a deliberate change. (streamvae/client/ is the client side: it calls
     ComfyUI's routes, it serves none.)"""
     pattern = re.compile(r"\broutes\.(get|post|put|delete|patch|route|static)\b|add_route|router\.add|"
                          r"web\.(get|post|static)\(|@routes\.")
-    found = [f"{path.relative_to(REPO)}:{number}" for path in PACK_SOURCES if path.name != "client.py"
+    served = [path for path in PACK_SOURCES if REPO / "streamvae" / "client" not in path.parents]
+    found = [f"{path.relative_to(REPO)}:{number}" for path in served
              for number, line in enumerate(path.read_text().splitlines(), 1) if pattern.search(line)]
     assert not found, f"HTTP routes added by the pack: {found}"
 
