@@ -15,6 +15,7 @@ Upstream code moves; we detect what the module offers instead of pinning version
 from __future__ import annotations
 
 import inspect
+import logging
 from dataclasses import dataclass
 from typing import Callable, Iterator, Optional
 
@@ -23,6 +24,9 @@ import torch
 from ..errors import StreamVAEError
 from ..latents import frames_from_latent_frames
 from .base import ChunkDecoder
+from .tiling import Tile, TileGrid, assemble_cache, crop_cache
+
+log = logging.getLogger("streamvae")
 
 
 @dataclass
@@ -75,13 +79,89 @@ class WanChunkDecoder(ChunkDecoder):
             yield slice(start, min(start + step, frames))
 
     def chunks(self, latent: torch.Tensor) -> Iterator[torch.Tensor]:
-        parts = self.parts
-        x = parts.pre_conv(latent.to(device=self.device, dtype=self.dtype))
+        x = self.parts.pre_conv(latent.to(device=self.device, dtype=self.dtype))
         # One slot per cache user is what the models allocate; a list as long as the module count is always
         # enough whatever a future version counts, and a list of Nones costs nothing.
-        feat_cache = [None] * len(list(parts.decoder.modules()))
+        layout = _Layout.untiled([None] * len(list(self.parts.decoder.modules())))
         for step_index, frames in enumerate(self._latent_steps(x.shape[2])):
             kwargs = {"first_chunk": True} if (step_index == 0 and self._first_chunk_kwarg) else {}
-            out = parts.decoder(x[:, :, frames], feat_cache=feat_cache, feat_idx=[0], **kwargs)
-            for chunk in (out if isinstance(out, (list, tuple)) else [out]):
-                yield parts.unpatchify(chunk) if parts.unpatchify else chunk
+            while True:
+                # The models replace cache entries rather than writing into them, so a shallow copy taken
+                # before the step is the cache as it was if the step fails part-way.
+                before = layout.snapshot()
+                try:
+                    pixels = self._step(layout, x[:, :, frames], kwargs)
+                    break
+                except torch.OutOfMemoryError:
+                    pass
+                # Outside the except block, so the exception's frames (holding the failed step's tensors)
+                # are gone before the retry allocates again.
+                layout = self._finer_layout(layout.restored(before), x, frames.start)
+            yield from pixels
+
+    def _step(self, layout: "_Layout", x: torch.Tensor, kwargs: dict) -> list[torch.Tensor]:
+        if not layout.tiles:
+            return [self._to_pixels(chunk) for chunk in self._decode(x, layout.caches[0], kwargs)]
+        scale = self.parts.spatial_scale
+        blended = None
+        for tile, cache, weights in zip(layout.tiles, layout.caches, layout.weights):
+            pixels = self._to_pixels(torch.cat(self._decode(tile.crop(x), cache, kwargs), dim=2))
+            if blended is None:
+                blended = pixels.new_zeros((*pixels.shape[:-2], x.shape[-2] * scale, x.shape[-1] * scale),
+                                           dtype=torch.float32)
+            tile.crop(blended, scale).add_(pixels.float() * weights)
+        return [blended]
+
+    def _decode(self, x: torch.Tensor, cache: list, kwargs: dict) -> list[torch.Tensor]:
+        out = self.parts.decoder(x, feat_cache=cache, feat_idx=[0], **kwargs)
+        return list(out) if isinstance(out, (list, tuple)) else [out]
+
+    def _to_pixels(self, chunk: torch.Tensor) -> torch.Tensor:
+        return self.parts.unpatchify(chunk) if self.parts.unpatchify else chunk
+
+    def _finer_layout(self, layout: "_Layout", x: torch.Tensor, latent_frame: int) -> "_Layout":
+        """After running out of memory: the same decode in twice as many spatial tiles, its cache cut to match.
+
+        The chunk is already the smallest step the causal cache allows (one latent frame), so tiles are what
+        is left to shrink. ComfyUI's own VAE Decode falls back to tiles on out-of-memory too.
+        """
+        height, width = x.shape[-2:]
+        grid = layout.grid.finer(height, width)
+        if grid is None:
+            raise StreamVAEError(
+                f"out of GPU memory decoding latent frame {latent_frame} even in {layout.grid} spatial tiles of "
+                f"this {height}x{width} latent; free GPU memory (unload other models, close other programs on "
+                "this GPU) or decode a smaller video")
+        log.warning("streamvae: out of GPU memory at latent frame %d of %d; going on in %s spatial tiles "
+                    "(slower; tile seams cross-faded)", latent_frame, x.shape[2], grid)
+        whole = layout.caches[0] if not layout.tiles else assemble_cache(layout.tiles, layout.caches, height)
+        return _Layout.tiled(grid, whole, height, width, self.parts.spatial_scale, x.device)
+
+
+@dataclass
+class _Layout:
+    """How the chunk loop decodes now: the whole frame (no tiles, one cache) or a grid, a cache per tile."""
+
+    grid: TileGrid
+    tiles: list[Tile]
+    caches: list[list]
+    weights: list[torch.Tensor]
+
+    @classmethod
+    def untiled(cls, cache: list) -> "_Layout":
+        return cls(TileGrid(), [], [cache], [])
+
+    @classmethod
+    def tiled(cls, grid: TileGrid, whole_cache: list, height: int, width: int, scale: int,
+              device: torch.device) -> "_Layout":
+        tiles = grid.tiles(height, width)
+        return cls(grid, tiles, [crop_cache(whole_cache, tile, height) for tile in tiles],
+                   [tile.blend_weights(scale, device) for tile in tiles])
+
+    def snapshot(self) -> list[list]:
+        return [list(cache) for cache in self.caches]
+
+    def restored(self, snapshot: list[list]) -> "_Layout":
+        for cache, saved in zip(self.caches, snapshot):
+            cache[:] = saved
+        return self

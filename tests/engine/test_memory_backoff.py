@@ -1,0 +1,183 @@
+"""Out of GPU memory mid-decode: the chunk loop goes on in spatial tiles instead of failing.
+
+A CPU can't run out of GPU memory, so these tests raise the allocator's own exception (torch.OutOfMemoryError)
+from a hook on the decoder whenever it is handed more latent pixels than a pretend GPU could hold. The real
+thing, a capped CUDA allocator, runs on the device in test_cuda.py.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import av
+import numpy as np
+import pytest
+import torch
+from conftest import comfy_chunk_decoder, latent_for, tiny_diffusers_vae
+
+import streamvae
+from streamvae.decoders import decoder_for
+from streamvae.decoders.tiling import MIN_SHARE, TileGrid, assemble_cache, crop_cache
+from streamvae.errors import StreamVAEError
+
+LATENT_SIZE = 16  # latent pixels a side: room for 2x2 tiles of MIN_SHARE
+# Tiles that start from the whole frame's cache stay at most this fraction as far from the untiled decode as
+# tiles that decoded alone from the start (measured 0.06-0.3 on diffusers' tiny models, 0.54 on ComfyUI's Wan 2.2,
+# whose mid-block attention spans the whole tile); tiles that lost the cache would be further off than those.
+CARRIED_OVER = 0.75
+
+
+class PretendGPU:
+    """Raises torch.OutOfMemoryError when the decoder gets more than `max_pixels` latent pixels per call,
+    from latent frame `from_frame` on (counting the decoder's calls: one per latent frame)."""
+
+    def __init__(self, decoder_module: torch.nn.Module, max_pixels: int, from_frame: int = 0):
+        self.max_pixels, self.from_frame, self.frame, self.refusals = max_pixels, from_frame, 0, 0
+        self.handle = decoder_module.register_forward_pre_hook(self._check, with_kwargs=True)
+
+    def _check(self, module, args, kwargs):
+        x = args[0]
+        if self.frame >= self.from_frame and x.shape[-2] * x.shape[-1] > self.max_pixels:
+            self.refusals += 1
+            raise torch.OutOfMemoryError("CUDA out of memory (pretend GPU)")
+
+    def chunk_done(self):
+        self.frame += 1
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.handle.remove()
+
+
+def decode(decoder, latent, gpu: PretendGPU | None = None) -> torch.Tensor:
+    chunks = []
+    with torch.inference_mode():
+        for chunk in decoder.chunks(latent):
+            chunks.append(chunk.float())
+            if gpu:
+                gpu.chunk_done()
+    return torch.cat(chunks, dim=2)
+
+
+def per_tile_reference(vae, latent, grid: TileGrid) -> torch.Tensor:
+    """Each tile decoded alone from the start (the untiled chunk loop, which equals the model's own decode
+    without its final clamp), cross-faded with the tiles' weights."""
+    scale = vae.config.scale_factor_spatial
+    height, width = latent.shape[-2:]
+    out = None
+    for tile in grid.tiles(height, width):
+        tile_latent = tile.crop(latent)
+        pixels = decode(decoder_for(vae, tile_latent), tile_latent)
+        if out is None:
+            out = torch.zeros(*pixels.shape[:-2], height * scale, width * scale)
+        tile.crop(out, scale).add_(pixels * tile.blend_weights(scale, out.device))
+    return out
+
+
+def mean_difference_after(frames_before: int, video: torch.Tensor, reference: torch.Tensor) -> float:
+    """Mean absolute difference over the chunk that follows the first `frames_before` frames."""
+    return float((video - reference)[:, :, frames_before:frames_before + 4].abs().mean())
+
+
+@pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
+def test_out_of_memory_from_the_first_chunk_decodes_in_tiles(arch, caplog):
+    vae = tiny_diffusers_vae(arch)
+    latent = latent_for(vae, 3, LATENT_SIZE, LATENT_SIZE)
+    decoder = decoder_for(vae, latent)
+    # Whole frames (256 latent pixels) don't fit; two rows of tiles (12x16 = 192) do.
+    with caplog.at_level(logging.WARNING, logger="streamvae"), PretendGPU(vae.decoder, max_pixels=200) as gpu:
+        tiled = decode(decoder, latent, gpu)
+    assert gpu.refusals == 1
+    assert "out of GPU memory at latent frame 0 of 3; going on in 2x1 spatial tiles" in caplog.text
+    expected = per_tile_reference(vae, latent, TileGrid(2, 1))
+    torch.testing.assert_close(tiled, expected, atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
+def test_out_of_memory_mid_video_keeps_the_frames_before_and_goes_on(arch):
+    vae = tiny_diffusers_vae(arch)
+    latent = latent_for(vae, 4, LATENT_SIZE, LATENT_SIZE)
+    decoder = decoder_for(vae, latent)
+    whole = decode(decoder, latent)
+    # From latent frame 2 on only 2x2 tiles fit (12x12 = 144 pixels): two back-offs in one step.
+    with PretendGPU(vae.decoder, max_pixels=150, from_frame=2) as gpu:
+        switched = decode(decoder, latent, gpu)
+    assert gpu.refusals == 2
+    assert switched.shape == whole.shape
+    frames_before = 1 + 4  # latent frames 0 and 1
+    assert torch.equal(switched[:, :, :frames_before], whole[:, :, :frames_before])
+    # The tiles start from the whole frame's cache cut to size, so the video goes on from where it was: the
+    # next frames are closer to the untiled decode than tiles that had decoded alone from the start are.
+    tiled_throughout = per_tile_reference(vae, latent, TileGrid(2, 2))
+    assert (mean_difference_after(frames_before, switched, whole)
+            < CARRIED_OVER * mean_difference_after(frames_before, tiled_throughout, whole))
+
+
+def test_comfyui_wan_vae_backs_off_too(comfy_wan_model):
+    decoder = comfy_chunk_decoder(comfy_wan_model)
+    latent = torch.randn(1, decoder.parts.latent_channels, 3, LATENT_SIZE, LATENT_SIZE,
+                         generator=torch.Generator().manual_seed(1))
+    whole = decode(decoder, latent)
+    with PretendGPU(decoder.parts.decoder, max_pixels=200, from_frame=1) as gpu:
+        switched = decode(decoder, latent, gpu)
+    with PretendGPU(decoder.parts.decoder, max_pixels=200) as gpu:
+        tiled_throughout = decode(decoder, latent, gpu)
+    assert tiled_throughout.shape == switched.shape == whole.shape
+    assert torch.equal(switched[:, :, :1], whole[:, :, :1])
+    assert mean_difference_after(1, switched, whole) < CARRIED_OVER * mean_difference_after(1, tiled_throughout, whole)
+
+
+def test_out_of_memory_even_in_the_smallest_tiles_is_a_clear_error(wan21_vae):
+    latent = latent_for(wan21_vae, 2, LATENT_SIZE, LATENT_SIZE)
+    decoder = decoder_for(wan21_vae, latent)
+    with PretendGPU(wan21_vae.decoder, max_pixels=10), pytest.raises(StreamVAEError) as error:
+        decode(decoder, latent)
+    message = str(error.value)
+    assert "out of GPU memory" in message and "2x2 spatial tiles" in message
+    assert "free GPU memory" in message or "smaller video" in message
+
+
+def test_a_file_written_through_a_back_off_is_whole(wan21_vae, tmp_path, no_thread_left):
+    latent = latent_for(wan21_vae, 4, LATENT_SIZE, LATENT_SIZE)
+    path = tmp_path / "backed_off.mkv"
+    with PretendGPU(wan21_vae.decoder, max_pixels=200, from_frame=2) as gpu:
+        stats = streamvae.decode_to_video(wan21_vae, latent, path, fps=16, container="mkv", codec="ffv1",
+                                          pix_fmt="bgr0", progress=lambda progress: gpu.chunk_done())
+    assert gpu.refusals == 1
+    with av.open(str(path)) as container:
+        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(video=0)]
+    assert stats.frames == len(frames) == 13
+    assert np.stack(frames).shape == (13, 128, 128, 3)
+    assert not list(tmp_path.glob("*.partial*"))
+
+
+@pytest.mark.parametrize("grid", [TileGrid(1, 2), TileGrid(2, 2), TileGrid(2, 3), TileGrid(3, 1)])
+def test_tile_blend_weights_sum_to_one_everywhere(grid):
+    height, width, scale = 3 * MIN_SHARE + 1, 3 * MIN_SHARE + 2, 8
+    total = torch.zeros(height * scale, width * scale)
+    for tile in grid.tiles(height, width):
+        tile.crop(total, scale).add_(tile.blend_weights(scale, total.device))
+    torch.testing.assert_close(total, torch.ones_like(total))
+
+
+@pytest.mark.parametrize("grid", [TileGrid(1, 2), TileGrid(2, 2), TileGrid(2, 4)])
+def test_a_cache_cut_into_tiles_and_put_back_is_the_same_cache(grid):
+    height, width = 2 * MIN_SHARE + 3, 4 * MIN_SHARE
+    generator = torch.Generator().manual_seed(0)
+    whole = [torch.randn(1, 4, 2, height * scale, width * scale, generator=generator) for scale in (1, 2, 4)]
+    whole += ["Rep", None]  # the libraries' markers pass through untouched
+    tiles = grid.tiles(height, width)
+    caches = [crop_cache(whole, tile, height) for tile in tiles]
+    again = assemble_cache(tiles, caches, height)
+    assert again[3:] == ["Rep", None]
+    for original, rebuilt in zip(whole[:3], again[:3]):
+        assert torch.equal(original, rebuilt)
+
+
+def test_finer_grids_cut_the_longer_tiles_and_stop_at_the_smallest_share():
+    grid, grids = TileGrid(), []
+    while (grid := grid.finer(45, 80)) is not None:
+        grids.append(str(grid))
+    assert grids == ["1x2", "2x2", "2x4", "4x4", "4x8"]  # 45 / 8 rows would give tiles under MIN_SHARE
