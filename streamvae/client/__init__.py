@@ -11,10 +11,11 @@ installing the package brings torch). One job a module:
     ui_workflow.py       a UI-format workflow -> the API prompt the page's Queue button would send
     overrides.py         --prompt, --seed, --set ... applied to an API prompt
     comfy_client.py      ComfyClient: HTTP and a WebSocket to one server; queue, follow, cancel, download
+    headers.py           a reverse proxy's token (--token-file, $STREAMVAE_TOKEN) and --header, never shown
     errors.py            what stops a run, each with its exit code
     error_text.py        the server's refusals and node failures as lines a person can act on
     progress_printer.py  a line per node and a bar per node's steps while a prompt runs
-    run_command.py       `python -m streamvae run`: its options, where the token comes from, output, exit codes
+    run_command.py       `python -m streamvae run`: its options, what it prints, its exit codes
 """
 
 from .comfy_client import ComfyClient, RunResult, output_files, workflow_extra

@@ -27,6 +27,7 @@ from typing import Callable, Optional
 
 from .errors import ClientError, HttpStatusError, PromptRejected, RunTimeout, ServerUnreachable, WorkflowError
 from .formats import is_api_format, is_ui_format
+from .headers import redact
 from .overrides import Overrides, apply_overrides
 from .ui_workflow import ui_to_api
 
@@ -73,7 +74,8 @@ class ComfyClient:
         try:
             return urllib.request.urlopen(request, timeout=timeout or self.timeout)
         except urllib.error.HTTPError as error:
-            raise HttpStatusError(method, path.split("?")[0], error.code, error.read()) from None
+            answer = redact(error.read().decode(errors="replace"), self.headers).encode()
+            raise HttpStatusError(method, path.split("?")[0], error.code, answer) from None
         except (urllib.error.URLError, ConnectionError, TimeoutError) as error:
             raise ServerUnreachable(
                 f"can't reach ComfyUI at {self.url} ({getattr(error, 'reason', error)}). Is it running, and is the "
@@ -169,7 +171,7 @@ class ComfyClient:
             self._ws = websocket.create_connection(ws_url, timeout=self.timeout,
                                                    header=[f"{key}: {value}" for key, value in self.headers.items()])
         except (OSError, websocket.WebSocketException) as error:
-            raise ServerUnreachable(f"can't open the WebSocket {ws_url}: {error}") from None
+            raise ServerUnreachable(f"can't open the WebSocket {ws_url}: {redact(str(error), self.headers)}") from None
 
     def close(self):
         if self._ws is not None:

@@ -27,7 +27,8 @@ class HttpStatusError(ClientError):
 
     def __init__(self, method: str, path: str, status: int, body: bytes):
         self.status, self.body = status, body
-        hint = " Pass the proxy's credentials with --token or --header." if status in (401, 403) else ""
+        hint = (" Give the proxy's token with --token-file PATH or the STREAMVAE_TOKEN environment variable, or the "
+                "header it wants with --header." if status in (401, 403) else "")
         super().__init__(f"{method} {path} answered {status}: {body[:300].decode(errors='replace')}{hint}")
 
 

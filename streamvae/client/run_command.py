@@ -5,11 +5,11 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Optional
 
 from .comfy_client import ComfyClient, RunResult, workflow_extra
 from .error_text import describe_execution_error
 from .errors import ClientError, PromptRejected, RunTimeout, WorkflowError
+from .headers import TOKEN_ENV, request_headers
 from .overrides import Overrides
 from .progress_printer import ProgressPrinter
 
@@ -32,9 +32,13 @@ def add_run_command(commands) -> None:
                      help="set any input; NODE is an id, a title or a node type; value @FILE uploads FILE to the "
                           "server's input folder and uses its name (repeatable)")
     run.add_argument("--out", type=Path, default=Path("."), help="folder for the downloaded outputs (default: here)")
-    run.add_argument("--token", help="sent as 'Authorization: Bearer TOKEN' (a reverse proxy in front of ComfyUI)")
+    run.add_argument("--token-file", type=Path, metavar="PATH",
+                     help="a file holding the token of a reverse proxy in front of ComfyUI, sent as 'Authorization: "
+                          f"Bearer TOKEN'; or set {TOKEN_ENV}")
+    run.add_argument("--token", help="the token itself: other users of this machine can read it (ps); prefer "
+                                     f"--token-file or {TOKEN_ENV}")
     run.add_argument("--header", dest="headers", action="append", default=[], metavar="'Key: value'",
-                     help="an extra HTTP header on every request (repeatable)")
+                     help="an extra HTTP header on every request (repeatable; visible in ps like --token)")
     run.add_argument("--timeout", type=float, help="give up (and cancel the prompt) after this many seconds")
     run.add_argument("--save-api", type=Path, metavar="FILE",
                      help="write the API prompt (converted, overrides applied) to FILE and exit without queueing")
@@ -53,18 +57,6 @@ def parse_set(text: str) -> tuple[str, str, str]:
         raise WorkflowError(f"--set {text!r}: expected NODE.input=value, e.g. --set 3.steps=30 or "
                             f"--set 'Load VAE.vae_name=wan_2.1_vae.safetensors'.")
     return node, input_name, value
-
-
-def parse_headers(token: Optional[str], headers: list[str]) -> dict:
-    parsed = {}
-    for text in headers:
-        key, sep, value = text.partition(":")
-        if not (sep and key.strip()):
-            raise WorkflowError(f"--header {text!r}: expected 'Key: value'.")
-        parsed[key.strip()] = value.strip()
-    if token:
-        parsed["Authorization"] = f"Bearer {token}"
-    return parsed
 
 
 def load_workflow(path: Path) -> dict:
@@ -99,7 +91,7 @@ def _run(args) -> int:
     overrides = Overrides(prompt=args.prompt, negative=args.negative, seed=args.seed, width=args.width,
                           height=args.height, length=args.length, fps=args.fps,
                           sets=[parse_set(text) for text in args.sets])
-    client = ComfyClient(args.server, headers=parse_headers(args.token, args.headers))
+    client = ComfyClient(args.server, headers=request_headers(args.headers, args.token, args.token_file))
     if args.save_api:
         args.save_api.write_text(json.dumps(client.prepare(workflow, overrides), indent=2, ensure_ascii=False) + "\n")
         print(f"wrote {args.save_api}")

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import http.server
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -163,12 +164,14 @@ class AuthProxyHandler(http.server.BaseHTTPRequestHandler):
     def do_GET(self):  # noqa: N802 - the stdlib's name
         key, value = self.server.header
         if self.headers.get(key) != value:
-            self.send_response(401)
-            self.end_headers()
+            # Quoting the refused credential back, as careless proxies do: the client must not print it.
+            self._answer(401, f"invalid {key}: {self.headers.get(key)}".encode())
             return
         with urllib.request.urlopen(self.server.upstream + self.path) as upstream:
-            body = upstream.read()
-        self.send_response(200)
+            self._answer(200, upstream.read())
+
+    def _answer(self, status: int, body: bytes):
+        self.send_response(status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(body)))
         self.end_headers()
@@ -178,22 +181,87 @@ class AuthProxyHandler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-@pytest.mark.parametrize("header, args", [(("Authorization", "Bearer s3cret"), ["--token", "s3cret"]),
-                                          (("X-Proxy-Key", "abc"), ["--header", "X-Proxy-Key: abc"])])
-def test_auth_header_or_token_gets_through_a_proxy(comfy_server, tmp_path, header, args):
+def environment_without_token() -> dict:
+    return {key: value for key, value in os.environ.items() if key != "STREAMVAE_TOKEN"}
+
+
+def proxy_credentials(source: str, token: str, tmp_path) -> tuple[tuple[str, str], list[str], dict]:
+    """(the header the proxy wants, the client's arguments, its environment) for one way of giving the token."""
+    environment = environment_without_token()
+    bearer = ("Authorization", f"Bearer {token}")
+    if source == "--token-file":
+        path = tmp_path / "token"
+        path.write_text(token + "\n")  # as `echo TOKEN > file` writes it
+        path.chmod(0o600)
+        # The file wins over the environment: the option is the more explicit of the two.
+        return bearer, ["--token-file", str(path)], {**environment, "STREAMVAE_TOKEN": "stale-token"}
+    if source == "STREAMVAE_TOKEN":
+        return bearer, [], {**environment, "STREAMVAE_TOKEN": token}
+    if source == "--token":
+        return bearer, ["--token", token], environment
+    return ("X-Proxy-Key", token), ["--header", f"X-Proxy-Key: {token}"], environment
+
+
+@pytest.mark.parametrize("source", ["--token-file", "STREAMVAE_TOKEN", "--token", "--header"])
+def test_proxy_credentials_get_through_and_never_reach_the_output(comfy_server, tmp_path, source):
+    token = f"s3cret-{uuid.uuid4().hex}"  # unique: finding it in the output can only mean a leak
+    header, args, environment = proxy_credentials(source, token, tmp_path)
     proxy = AuthProxy(comfy_server.url, header)
     try:
         command = [sys.executable, "-m", "streamvae", "run", str(DECODE_ONLY), "--server", proxy.url,
                    "--save-api", str(tmp_path / "p.json")]
-        refused = subprocess.run(command, capture_output=True, text=True, timeout=120)
+        refused = subprocess.run(command, capture_output=True, text=True, timeout=120,
+                                 env=environment_without_token())
         assert refused.returncode == 1
-        assert "GET /object_info answered 401" in refused.stderr and "--token" in refused.stderr
-        allowed = subprocess.run(command + args, capture_output=True, text=True, timeout=120)
+        assert "GET /object_info answered 401" in refused.stderr and "--token-file" in refused.stderr
+        allowed = subprocess.run(command + args, capture_output=True, text=True, timeout=120, env=environment)
         assert allowed.returncode == 0, allowed.stderr
         assert json.loads((tmp_path / "p.json").read_text())["3"]["class_type"] == "StreamVAEDecode"
+        assert token not in allowed.stdout + allowed.stderr
+        warnings = [line for line in allowed.stderr.splitlines() if line.startswith("warning:")]
+        if source == "--token":
+            assert warnings == ["warning: --token is visible to other users of this machine (ps); use --token-file "
+                                "PATH (a file only you can read) or the STREAMVAE_TOKEN environment variable instead."]
+        else:
+            assert warnings == []
+        (tmp_path / "wrong").mkdir()
+        _, wrong_args, wrong_environment = proxy_credentials(source, "wrong-" + token, tmp_path / "wrong")
+        wrong = subprocess.run(command + wrong_args, capture_output=True, text=True, timeout=120,
+                               env=wrong_environment)
+        assert wrong.returncode == 1 and "answered 401" in wrong.stderr
+        assert token not in wrong.stdout + wrong.stderr  # nor "wrong-" + token, which holds it
     finally:
         proxy.shutdown()
         proxy.server_close()
+
+
+def test_credential_mistakes_are_refused_without_showing_them(tmp_path):
+    """Exit 2 before any request (the server here does not exist), naming the file and the fix, never the token."""
+    server = f"http://127.0.0.1:{comfy_host.free_port()}"
+    token = f"s3cret-{uuid.uuid4().hex}"
+
+    def run_with(*args) -> subprocess.CompletedProcess:
+        return subprocess.run([sys.executable, "-m", "streamvae", "run", str(DECODE_ONLY), "--server", server,
+                               *map(str, args)], capture_output=True, text=True, timeout=120)
+
+    missing = run_with("--token-file", tmp_path / "absent")
+    assert missing.returncode == 2 and f"--token-file {tmp_path / 'absent'}: no such file" in missing.stderr
+    (tmp_path / "empty").write_text("\n")
+    empty = run_with("--token-file", tmp_path / "empty")
+    assert empty.returncode == 2 and f"the token in {tmp_path / 'empty'} is empty" in empty.stderr
+    (tmp_path / "two_lines").write_text(f"{token}\nsecond line\n")
+    two_lines = run_with("--token-file", tmp_path / "two_lines")
+    assert two_lines.returncode == 2 and "a line break" in two_lines.stderr and token not in two_lines.stderr
+    both = run_with("--token-file", tmp_path / "two_lines", "--token", token)
+    assert both.returncode == 2 and "give the token once" in both.stderr and token not in both.stderr
+    header = run_with("--header", f"X-Proxy-Key: {token}\r\nX-Injected: 1")
+    assert header.returncode == 2 and "'X-Proxy-Key'" in header.stderr and token not in header.stderr
+    # A token file other users can read is used (the run goes on, to the missing server), with a warning.
+    (tmp_path / "shared").write_text(token)
+    (tmp_path / "shared").chmod(0o644)
+    shared = run_with("--token-file", tmp_path / "shared")
+    assert shared.returncode == 3 and f"chmod 600 {tmp_path / 'shared'}" in shared.stderr
+    assert token not in shared.stderr
 
 
 def test_ctrl_c_interrupts_the_prompt_on_the_server_and_exits_130(comfy_server, comfy_client, tmp_path):
