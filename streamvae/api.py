@@ -31,17 +31,6 @@ def _check_run_options(mode: str, slots: int) -> None:
         raise StreamVAEError(f"slots={slots!r}: use 2 (double buffering) or any count from 1 to 16")
 
 
-# Encoders that refuse small frames with only "Invalid argument": checked before decoding, with a sentence.
-MIN_FRAME_SIZE = {"hevc": 16}  # libx265: at least 16x16 (measured with PyAV 2026-11-26; 8 px fails)
-
-
-def _check_frame_size(settings: EncodeSettings, width: int, height: int) -> None:
-    smallest = MIN_FRAME_SIZE.get(settings.codec)
-    if smallest and min(width, height) < smallest:
-        raise StreamVAEError(f"{settings.codec} cannot encode frames smaller than {smallest}x{smallest} (this video "
-                             f"is {width}x{height}); use h264, av1, prores or ffv1 for it")
-
-
 def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, mode: str = "exact",
                         precision: str = "auto") -> FrameSource:
     height, width = decoder.output_size(latent)
@@ -69,10 +58,10 @@ def write_video(source: FrameSource, path: os.PathLike | str, settings: EncodeSe
                 started: Optional[float] = None) -> DecodeStats:
     """Stream `source` into a finished file at `path`; on any failure or cancel no file is left behind."""
     _check_run_options(mode, slots)
-    _check_frame_size(settings, source.width, source.height)
+    resolved = resolve(settings, (source.width, source.height))  # every setting checked before decoding
     started = time.perf_counter() if started is None else started
     peak_vram = peak_vram_tracker(torch.device(source.device))
-    layout = layout_for(mode, resolve(settings).pix_fmt)  # fast mode: yuv420p planes made on the device
+    layout = layout_for(mode, resolved.pix_fmt)  # fast mode: yuv420p planes made on the device
     with PeakRSS() as rss, VideoWriter(path, settings, source.width, source.height, audio=audio,
                                        metadata=metadata, input_format=layout.pix_fmt) as writer:
         result = run_to_consumer(source, writer.write, mode=mode, slots=slots, progress=progress, cancel=cancel,

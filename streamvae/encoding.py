@@ -99,6 +99,15 @@ class ResolvedEncoder:
     segment_frames: int = 0    # frames per closed-GOP segment when segments > 1
 
 
+# Frame sizes checked before decoding, so that they fail with a sentence instead of mid-run (or worse):
+# - libx265 takes nothing under 16 px either way; it answered only "Invalid argument" (8 px, PyAV 18.1.0).
+# - PyAV 18.1.0's wheel (x265 4.2, libavcodec 62.28): frames 33 to 48 px wide corrupt libx265's heap and glibc
+#   aborts the process -- the whole ComfyUI server -- in about 1 encode of 3, at any height, pixel format, preset
+#   or frame count. Widths 16-32 and 49-512 never did (measured 2026-11-26, docs/reliability.md). Measure again
+#   with tests/reliability/repro_libx265_small_frames.py when PyAV changes.
+MIN_FRAME_SIZE = {"hevc": 16}
+HEAP_CORRUPTING_WIDTHS = {"libx265": range(33, 49)}
+
 # Parallel segments only for libx264: its sequence headers depend on the settings alone and its decode delay is
 # fixed by them, which is what joining segments needs (see `segments`). NVENC is fast enough alone.
 SEGMENTED_ENCODERS = ("libx264",)
@@ -110,8 +119,29 @@ def _choice(kind: str, value, allowed) -> None:
         raise StreamVAEError(f"unknown {kind} {value!r}; choose one of: {', '.join(map(str, allowed))}")
 
 
-def resolve(settings: EncodeSettings) -> ResolvedEncoder:
-    """Check the settings together and map them onto one PyAV encoder with its options."""
+def resolve(settings: EncodeSettings, frame_size: Optional[tuple[int, int]] = None) -> ResolvedEncoder:
+    """Check the settings together, and against the frame size (width, height) when it is known, and map them onto
+    one PyAV encoder with its options."""
+    resolved = _resolve_encoder(settings)
+    if frame_size is not None:
+        check_frame_size(settings.codec, resolved.encoder, *frame_size)
+    return resolved
+
+
+def check_frame_size(codec: str, encoder: str, width: int, height: int) -> None:
+    """StreamVAEError for a frame size the encoder can't take (or can't take safely), naming what to use instead."""
+    smallest = MIN_FRAME_SIZE.get(codec)
+    if smallest and min(width, height) < smallest:
+        raise StreamVAEError(f"{codec} cannot encode frames smaller than {smallest}x{smallest} (this video is "
+                             f"{width}x{height}); use h264, av1, prores or ffv1 for it")
+    unsafe = HEAP_CORRUPTING_WIDTHS.get(encoder, range(0))
+    if width in unsafe:
+        raise StreamVAEError(f"{encoder} ({codec} on the CPU) can crash the whole process on frames {unsafe.start} to "
+                             f"{unsafe.stop - 1} pixels wide in this PyAV build (this video is {width}x{height}); "
+                             f"use h264, av1, prores or ffv1, or make the video wider than {unsafe.stop - 1} pixels")
+
+
+def _resolve_encoder(settings: EncodeSettings) -> ResolvedEncoder:
     _choice("container", settings.container, tuple(CONTAINERS))
     _choice("codec", settings.codec, tuple(CODECS))
     _choice("encoder", settings.encoder, ENCODERS)

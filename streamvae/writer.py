@@ -59,7 +59,7 @@ class VideoWriter:
         self.path = Path(path)
         check_output_path(self.path)
         self.settings = settings
-        self.resolved: ResolvedEncoder = resolve(settings)
+        self.resolved: ResolvedEncoder = resolve(settings, (width, height))
         if input_format != "rgb24" and not input_format == self.resolved.pix_fmt == "yuv420p":
             raise StreamVAEError(f"frames in {input_format} can't be written to a {self.resolved.pix_fmt} video; "
                                  "hand rgb24 frames, or yuv420p frames to a yuv420p video")

@@ -83,6 +83,17 @@ def test_codec_the_container_cannot_hold(comfy_client, comfy_server):
     assert not partial_files(comfy_server.tree.output)
 
 
+def test_hevc_width_that_crashes_libx265_is_refused_before_encoding(comfy_client, comfy_server):
+    """48 px wide: libx265 in PyAV 18.1.0 can abort the whole server there (docs/reliability.md)."""
+    prompt = streaming_prompt("wan21", latent={"width": 48}, filename_prefix="narrow/clip", codec="hevc",
+                              encoder="software")
+    run = comfy_client.run(prompt, timeout=300)
+    assert run.status == "error"
+    message = error_message(run)
+    assert "can crash the whole process on frames 33 to 48 pixels wide" in message and "48x48" in message, message
+    assert not list((comfy_server.tree.output / "narrow").glob("*"))
+
+
 def test_image_latent_is_refused_clearly(comfy_client):
     prompt = streaming_prompt("wan21")
     prompt["latent"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import struct
 import sys
 import tempfile
@@ -16,9 +17,11 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from streamvae import CODECS, CONTAINERS, StreamVAEError, decode_to_video
+from streamvae import CODECS, CONTAINERS, EncodeSettings, FrameSource, StreamVAEError, decode_to_video, write_video
+from streamvae.encoding import resolve
 from streamvae.errors import EncoderError
 from streamvae.files import load_latent_file
+from streamvae.writer import VideoWriter
 
 from rel_support import count_from_env, read_video, tiny_wan21_vae, tiny_wan22_vae
 
@@ -45,9 +48,9 @@ def engine_call(draw):
     correct file when none is invalid, and refuse with a StreamVAEError when one is."""
     family = draw(st.sampled_from(sorted(VAES)))
     container = draw(st.sampled_from(sorted(CONTAINERS)))
-    # hevc is left out of the encodes here: libx265 in PyAV 18.1.0's wheel fails at random on small frames and can
-    # abort the whole process with heap corruption (docs/reliability.md, upstream findings). Its refusals (an
-    # invalid parameter, under 16 px) still run: they happen before the encoder opens.
+    # hevc is left out of the encodes here: libx265 in PyAV 18.1.0's wheel fails at random on 1- and 2-frame videos
+    # of any size (docs/reliability.md, upstream finding). Its refusals (an invalid parameter, a frame size it can't
+    # take) still run: they happen before the encoder opens.
     codec = draw(st.sampled_from([name for name in CONTAINERS[container][1] if name != "hevc"] or ["hevc"]))
     crf_range = CODECS[codec].crf_range
     call = {
@@ -111,6 +114,38 @@ def test_hevc_under_16_pixels_is_refused_before_encoding(tmp_path):
     with pytest.raises(StreamVAEError, match="hevc cannot encode frames smaller than 16x16"):
         decode_to_video(VAES["wan2.1"][0], torch.randn(1, 16, 1, 1, 2), tmp_path / "x.mp4", codec="hevc")
     assert not list(tmp_path.iterdir())
+
+
+LIBX265_CRASH = "libx265 (hevc on the CPU) can crash the whole process on frames 33 to 48 pixels wide"
+
+
+def never_read_source(width: int, height: int) -> FrameSource:
+    """Frames that must never be asked for: a refusal has to come before decoding starts."""
+    def chunks():
+        raise AssertionError("decoding started before the frame size was checked")
+        yield  # a generator: the body runs at the first request for a chunk
+
+    return FrameSource(chunks(), 5, height, width, torch.device("cpu"))
+
+
+@pytest.mark.parametrize("width, height, refusal", [
+    (8, 64, "hevc cannot encode frames smaller than 16x16"), (64, 15, "hevc cannot encode frames smaller than 16x16"),
+    (33, 480, LIBX265_CRASH), (40, 64, LIBX265_CRASH), (48, 16, LIBX265_CRASH)])
+def test_frame_sizes_libx265_cannot_take_are_refused_on_every_writer_path(tmp_path, width, height, refusal):
+    """The library's write_video (which the nodes and the CLI's decode use) and the writer itself refuse before
+    anything is decoded or a file is opened, naming what to use instead (docs/reliability.md, upstream findings)."""
+    settings = EncodeSettings(fps=16, codec="hevc", encoder="software")
+    with pytest.raises(StreamVAEError, match=re.escape(refusal)) as refused:
+        write_video(never_read_source(width, height), tmp_path / "x.mp4", settings)
+    assert f"this video is {width}x{height}" in str(refused.value) and "use h264, av1" in str(refused.value)
+    with pytest.raises(StreamVAEError, match=re.escape(refusal)):
+        VideoWriter(tmp_path / "y.mp4", settings, width, height)
+    assert not list(tmp_path.iterdir())
+
+
+@pytest.mark.parametrize("width", [16, 32, 49, 50, 1280])
+def test_frame_widths_outside_the_crashing_band_are_accepted(width):
+    assert resolve(EncodeSettings(fps=16, codec="hevc", encoder="software"), (width, 16)).encoder == "libx265"
 
 
 def test_the_sweep_saw_both_outcomes():
