@@ -2,7 +2,10 @@
 
 folder_paths.get_save_image_path already refuses a prefix whose folder escapes the output folder; we check the
 common mistakes first (an absolute path, `..`) so the user gets a sentence instead of a log dump, and so the
-check can run at validation time, before the prompt is queued.
+check can run at validation time, before the prompt is queued. Its check compares absolute paths without following
+symbolic links, so a link inside the output folder would lead the file elsewhere: we compare real paths, once on
+the prefix as typed (before ComfyUI creates any folder) and once on the folder ComfyUI names (after its %width%
+and %year% substitutions).
 """
 
 from __future__ import annotations
@@ -40,7 +43,27 @@ def prefix_problem(prefix: str) -> Optional[str]:
     if normalized == ".." or normalized.startswith("../"):
         return (f"filename_prefix {prefix!r} points outside ComfyUI's output folder; remove the '..' and give "
                 "a path inside it, such as video/StreamVAE")
-    return None
+    return link_problem(prefix, os.path.dirname(os.path.normpath(prefix)))
+
+
+def link_problem(prefix: str, folder: str) -> Optional[str]:
+    """Why the files can't go into `folder` (relative to the output folder, or absolute): a symbolic link on the way
+    leads out of the output folder. None when the folder, links followed, stays inside."""
+    output_dir = folder_paths.get_output_directory()
+    real_output = os.path.realpath(output_dir)
+    real_folder = os.path.realpath(os.path.join(output_dir, folder))
+    if _is_inside(real_folder, real_output):
+        return None
+    return (f"filename_prefix {prefix!r} leads out of ComfyUI's output folder through a symbolic link (its folder "
+            f"is really {real_folder}); save into a folder that is inside the output folder, or start ComfyUI with "
+            "--output-directory set to where the videos should go")
+
+
+def _is_inside(path: str, folder: str) -> bool:
+    try:
+        return os.path.commonpath((folder, path)) == folder
+    except ValueError:  # on another drive (Windows)
+        return False
 
 
 @dataclass(frozen=True)
@@ -61,5 +84,8 @@ def output_files(prefix: str, extension: str, count: int, width: int, height: in
     except Exception as error:  # noqa: BLE001 - folder_paths raises a bare Exception for an escaping prefix
         raise StreamVAEError(f"filename_prefix {prefix!r} cannot be used: it must stay inside ComfyUI's output "
                              f"folder ({error.__class__.__name__})") from error
+    problem = link_problem(prefix, folder)  # the folder as ComfyUI named it, %width% and the like filled in
+    if problem:
+        raise StreamVAEError(problem)
     names = [f"{filename}_{counter + index:05}_.{extension}" for index in range(count)]
     return [OutputFile(os.path.join(folder, name), name, subfolder) for name in names]

@@ -8,6 +8,7 @@ import http.client
 import re
 import subprocess
 import urllib.parse
+import uuid
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,56 @@ def test_web_folder_serves_only_its_own_files(rel_server):
                     "%2e%2e/%2e%2e/%2e%2e/%2e%2e/etc/passwd", "/etc/passwd", "....//__init__.py"]:
         status, body = _get(rel_server.url, base + attempt)
         assert status != 200 or body in served, (attempt, status, body[:80])
+
+
+# --------------------------------------------------------------------------- symbolic links in the output folder
+
+
+def test_symlink_in_the_output_folder_is_not_followed_out_of_it(rel_client, rel_server, tmp_path):
+    """ComfyUI's own check compares absolute paths, not real ones: a link inside the output folder that points
+    elsewhere would take the video there. The save node refuses, whether the link is named in the prefix (at
+    validation), arrives by a linked prefix (at run time) or is named by ComfyUI's %width% substitution (after
+    ComfyUI names the folder); a link that stays inside the output folder still works."""
+    from comfy_host import PromptRejected
+    from nodes_graphs import WIDTH, streaming_prompt
+    from rel_support import error_message, saved_paths
+
+    outside, inside = tmp_path / "outside", rel_server.tree.output / f"real_{uuid.uuid4().hex[:8]}"
+    outside.mkdir()
+    inside.mkdir()
+    tag = uuid.uuid4().hex[:8]
+    links = {name: rel_server.tree.output / name for name in (f"out_{tag}", f"w{WIDTH}_{tag}", f"in_{tag}")}
+    links[f"out_{tag}"].symlink_to(outside, target_is_directory=True)
+    links[f"w{WIDTH}_{tag}"].symlink_to(outside, target_is_directory=True)
+    links[f"in_{tag}"].symlink_to(inside, target_is_directory=True)
+    try:
+        with pytest.raises(PromptRejected) as rejected:
+            rel_client.queue(streaming_prompt("wan21", filename_prefix=f"out_{tag}/sub/clip"))
+        (error,) = rejected.value.node_errors["save"]["errors"]
+        assert_names_the_link(error["details"], f"out_{tag}/sub/clip", outside)
+
+        linked = streaming_prompt("wan21")
+        linked["prefix"] = {"class_type": "PrimitiveString", "inputs": {"value": f"out_{tag}/clip"}}
+        linked["save"]["inputs"]["filename_prefix"] = ["prefix", 0]
+        substituted = streaming_prompt("wan21", filename_prefix=f"w%width%_{tag}/clip")
+        for prompt, prefix in ((linked, f"out_{tag}/clip"), (substituted, f"w%width%_{tag}/clip")):
+            run = rel_client.run(prompt, timeout=300)
+            assert run.status == "error", run.types
+            assert_names_the_link(error_message(run), prefix, outside)
+        assert list(outside.rglob("*")) == [], "something was written outside the output folder"
+
+        run = rel_client.run(streaming_prompt("wan21", filename_prefix=f"in_{tag}/clip"), timeout=300)
+        assert run.status == "success", run.types
+        (saved,) = saved_paths(run, rel_server.tree.output)
+        assert (inside / saved.name).is_file()
+    finally:
+        for link in links.values():
+            link.unlink()
+
+
+def assert_names_the_link(message: str, prefix: str, target: Path):
+    assert f"filename_prefix {prefix!r} leads out of ComfyUI's output folder through a symbolic link" in message
+    assert str(target.resolve()) in message and "--output-directory" in message and "Traceback" not in message
 
 
 # --------------------------------------------------------------------------- the G7e recipe and the repository
