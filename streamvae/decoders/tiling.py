@@ -1,15 +1,13 @@
-"""Spatial tiles for a Wan decode that does not fit in GPU memory, each tile with its own causal cache.
+"""Spatial tiles for a Wan decode that does not fit in GPU memory.
 
 When a chunk runs out of memory, the chunk loop (wan.py) goes on in tiles: the latent's height and width are cut
 into a grid, each tile reads a halo of HALO latent pixels beyond its share on inner sides, and every tile steps
-through time with its own copy of the causal cache. Neighbouring tiles' pixels are cross-faded over their overlap
+through time with a causal cache of its own. Neighbouring tiles' pixels are cross-faded over their overlap
 (weights summing to 1), as ComfyUI's tiled VAE decode does, so seams don't show; tiled frames are close to, not
 equal to, the untiled decode (each tile sees zero padding at its edges instead of its neighbours' pixels).
 
-The causal cache holds, for every causal conv, its last input frames at that layer's resolution: an integer
-multiple of the latent's. So the cache of the whole frame can be cut into tiles (crop_cache) and tiles' caches
-can be put back together (assemble_cache), which is what lets a decode change grids mid-video without
-recomputing a frame.
+Tiles shrink what one step computes at once, not the causal cache: every tile keeps the last frames each layer
+saw of its part of the frame, so all tiles together hold a little more cache than the whole frame does.
 """
 
 from __future__ import annotations
@@ -21,8 +19,6 @@ import torch
 
 HALO = 4  # latent pixels a tile reads beyond its share on an inner side: 32 px (Wan 2.1) or 64 px (Wan 2.2)
 MIN_SHARE = 2 * HALO  # a tile's own rows/columns: below this, one tile's two cross-fades would overlap
-
-Cache = list  # a decoder's feat_cache: per causal conv a tensor [B, C, t, h, w], a marker string, or None
 
 
 @dataclass(frozen=True)
@@ -79,6 +75,10 @@ class TileGrid:
     def __str__(self) -> str:
         return f"{self.rows}x{self.cols}"
 
+    @property
+    def count(self) -> int:
+        return self.rows * self.cols
+
     def tiles(self, height: int, width: int) -> list[Tile]:
         return [Tile(rows, cols) for rows in split(height, self.rows) for cols in split(width, self.cols)]
 
@@ -92,35 +92,3 @@ class TileGrid:
         if height // candidate.rows < MIN_SHARE or width // candidate.cols < MIN_SHARE:
             return None
         return candidate
-
-
-def _scale(entry: torch.Tensor, latent_height: int) -> int:
-    return entry.shape[-2] // latent_height
-
-
-def crop_cache(cache: Cache, tile: Tile, latent_height: int) -> Cache:
-    """The tile's share of a whole-frame cache (views, no copy)."""
-    return [tile.crop(entry, _scale(entry, latent_height)) if isinstance(entry, torch.Tensor) else entry
-            for entry in cache]
-
-
-def assemble_cache(tiles: list[Tile], caches: list[Cache], latent_height: int) -> Cache:
-    """The whole-frame cache from the tiles' caches: each tile contributes the pixels it owns. Each tile's
-    entry is dropped as soon as it is copied, so the memory held stays about one cache's worth."""
-    whole: Cache = []
-    for index, entry in enumerate(caches[0]):
-        if not isinstance(entry, torch.Tensor):
-            whole.append(entry)
-            continue
-        scale = entry.shape[-2] // (tiles[0].rows.read.stop - tiles[0].rows.read.start)
-        height = latent_height * scale
-        width = tiles[-1].cols.length * scale
-        merged = entry.new_empty((*entry.shape[:-2], height, width))
-        for tile, cache in zip(tiles, caches):
-            rows, cols, read_rows, read_cols = tile.rows, tile.cols, tile.rows.read, tile.cols.read
-            merged[..., rows.start * scale:rows.stop * scale, cols.start * scale:cols.stop * scale] = cache[index][
-                ..., (rows.start - read_rows.start) * scale:(rows.stop - read_rows.start) * scale,
-                (cols.start - read_cols.start) * scale:(cols.stop - read_cols.start) * scale]
-            cache[index] = None
-        whole.append(merged)
-    return whole

@@ -24,7 +24,7 @@ import torch
 from ..errors import StreamVAEError
 from ..latents import frames_from_latent_frames
 from .base import ChunkDecoder
-from .tiling import Tile, TileGrid, assemble_cache, crop_cache
+from .tiling import Tile, TileGrid
 
 log = logging.getLogger("streamvae")
 
@@ -80,37 +80,46 @@ class WanChunkDecoder(ChunkDecoder):
 
     def chunks(self, latent: torch.Tensor) -> Iterator[torch.Tensor]:
         x = self.parts.pre_conv(latent.to(device=self.device, dtype=self.dtype))
+        grid, delivered = TileGrid(), 0  # latent frames whose pixels have gone out
+        while True:
+            try:
+                for frames, pixels in self._steps(x, grid):
+                    if frames.stop <= delivered:
+                        continue  # replayed after a back-off: only rebuilding the tiles' caches
+                    delivered = frames.stop
+                    yield from pixels
+                return
+            except torch.OutOfMemoryError:
+                pass
+            # Outside the except block, so the exception's frames (holding the failed step's tensors and the
+            # old cache) are gone before the tiles allocate.
+            grid = self._finer_grid(grid, x, delivered)
+
+    def _steps(self, x: torch.Tensor, grid: TileGrid) -> Iterator[tuple[slice, list[torch.Tensor]]]:
+        """Decode every latent frame in `grid`'s tiles, each tile with a causal cache of its own."""
+        tiles = grid.tiles(*x.shape[-2:]) if grid.count > 1 else []
         # One slot per cache user is what the models allocate; a list as long as the module count is always
         # enough whatever a future version counts, and a list of Nones costs nothing.
-        layout = _Layout.untiled([None] * len(list(self.parts.decoder.modules())))
+        caches = [[None] * len(list(self.parts.decoder.modules())) for _ in tiles or [grid]]
+        weights = [tile.blend_weights(self.parts.spatial_scale, x.device) for tile in tiles]
         for step_index, frames in enumerate(self._latent_steps(x.shape[2])):
             kwargs = {"first_chunk": True} if (step_index == 0 and self._first_chunk_kwarg) else {}
-            while True:
-                # The models replace cache entries rather than writing into them, so a shallow copy taken
-                # before the step is the cache as it was if the step fails part-way.
-                before = layout.snapshot()
-                try:
-                    pixels = self._step(layout, x[:, :, frames], kwargs)
-                    break
-                except torch.OutOfMemoryError:
-                    pass
-                # Outside the except block, so the exception's frames (holding the failed step's tensors)
-                # are gone before the retry allocates again.
-                layout = self._finer_layout(layout.restored(before), x, frames.start)
-            yield from pixels
+            if not tiles:
+                yield frames, [self._to_pixels(chunk) for chunk in self._decode(x[:, :, frames], caches[0], kwargs)]
+            else:
+                yield frames, [self._blend(x[:, :, frames], tiles, caches, weights, kwargs)]
 
-    def _step(self, layout: "_Layout", x: torch.Tensor, kwargs: dict) -> list[torch.Tensor]:
-        if not layout.tiles:
-            return [self._to_pixels(chunk) for chunk in self._decode(x, layout.caches[0], kwargs)]
+    def _blend(self, x: torch.Tensor, tiles: list[Tile], caches: list[list], weights: list[torch.Tensor],
+               kwargs: dict) -> torch.Tensor:
         scale = self.parts.spatial_scale
         blended = None
-        for tile, cache, weights in zip(layout.tiles, layout.caches, layout.weights):
+        for tile, cache, weight in zip(tiles, caches, weights):
             pixels = self._to_pixels(torch.cat(self._decode(tile.crop(x), cache, kwargs), dim=2))
             if blended is None:
                 blended = pixels.new_zeros((*pixels.shape[:-2], x.shape[-2] * scale, x.shape[-1] * scale),
                                            dtype=torch.float32)
-            tile.crop(blended, scale).add_(pixels.float() * weights)
-        return [blended]
+            tile.crop(blended, scale).add_(pixels.float() * weight)
+        return blended
 
     def _decode(self, x: torch.Tensor, cache: list, kwargs: dict) -> list[torch.Tensor]:
         out = self.parts.decoder(x, feat_cache=cache, feat_idx=[0], **kwargs)
@@ -119,49 +128,23 @@ class WanChunkDecoder(ChunkDecoder):
     def _to_pixels(self, chunk: torch.Tensor) -> torch.Tensor:
         return self.parts.unpatchify(chunk) if self.parts.unpatchify else chunk
 
-    def _finer_layout(self, layout: "_Layout", x: torch.Tensor, latent_frame: int) -> "_Layout":
-        """After running out of memory: the same decode in twice as many spatial tiles, its cache cut to match.
+    def _finer_grid(self, grid: TileGrid, x: torch.Tensor, delivered: int) -> TileGrid:
+        """After running out of memory: twice as many spatial tiles, or a clear error when tiles can't shrink.
 
         The chunk is already the smallest step the causal cache allows (one latent frame), so tiles are what
-        is left to shrink. ComfyUI's own VAE Decode falls back to tiles on out-of-memory too.
+        is left to shrink. They can't take over the whole frame's cache (it holds what every layer saw of the
+        whole frame, and keeping a copy to retry from would cost as much memory again), so the tiles replay the
+        latent frames already delivered to build their own, then go on. ComfyUI's own VAE Decode also falls back
+        to tiles on out-of-memory.
         """
         height, width = x.shape[-2:]
-        grid = layout.grid.finer(height, width)
-        if grid is None:
+        finer = grid.finer(height, width)
+        if finer is None:
             raise StreamVAEError(
-                f"out of GPU memory decoding latent frame {latent_frame} even in {layout.grid} spatial tiles of "
-                f"this {height}x{width} latent; free GPU memory (unload other models, close other programs on "
-                "this GPU) or decode a smaller video")
+                f"out of GPU memory decoding latent frame {delivered} even in {grid} spatial tiles of this "
+                f"{height}x{width} latent; free GPU memory (unload other models, close other programs on this "
+                "GPU) or decode a smaller video")
         log.warning("streamvae: out of GPU memory at latent frame %d of %d; going on in %s spatial tiles "
-                    "(slower; tile seams cross-faded)", latent_frame, x.shape[2], grid)
-        whole = layout.caches[0] if not layout.tiles else assemble_cache(layout.tiles, layout.caches, height)
-        return _Layout.tiled(grid, whole, height, width, self.parts.spatial_scale, x.device)
-
-
-@dataclass
-class _Layout:
-    """How the chunk loop decodes now: the whole frame (no tiles, one cache) or a grid, a cache per tile."""
-
-    grid: TileGrid
-    tiles: list[Tile]
-    caches: list[list]
-    weights: list[torch.Tensor]
-
-    @classmethod
-    def untiled(cls, cache: list) -> "_Layout":
-        return cls(TileGrid(), [], [cache], [])
-
-    @classmethod
-    def tiled(cls, grid: TileGrid, whole_cache: list, height: int, width: int, scale: int,
-              device: torch.device) -> "_Layout":
-        tiles = grid.tiles(height, width)
-        return cls(grid, tiles, [crop_cache(whole_cache, tile, height) for tile in tiles],
-                   [tile.blend_weights(scale, device) for tile in tiles])
-
-    def snapshot(self) -> list[list]:
-        return [list(cache) for cache in self.caches]
-
-    def restored(self, snapshot: list[list]) -> "_Layout":
-        for cache, saved in zip(self.caches, snapshot):
-            cache[:] = saved
-        return self
+                    "(slower; %d latent frames replayed to rebuild the cache; tile seams cross-faded)",
+                    delivered, x.shape[2], finer, delivered)
+        return finer
