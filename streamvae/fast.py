@@ -22,6 +22,9 @@ What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/b
 - `taps`: 3x3x3 convs with 96-128 channels in and at most 128 out (Wan 2.1's full-resolution level and its output
   conv) as three 2-D convs over the frames, one per temporal tap, summed in place: cuDNN's 2-D kernels run the
   96-channel ones ~30% faster on an H200 than its 3-D ones. Partial sums round to bf16 once more each.
+- `bias`: causal convs run without their bias, which is then added by one vectorised kernel (streamvae/kernels),
+  together with the residual add where one follows: PyTorch adds a cuDNN conv's bias as a separate broadcast
+  add that runs at about a third of memory bandwidth on channels-last activations.
 
 Measured (H200, bf16, chunk loop only, 2026-11-26): Wan 2.1 1280x720x161 8.28 s eager -> 4.01 s, Wan 2.2
 1280x704x121 5.88 s -> 3.67 s; PSNR vs exact 48.1 / 50.8 dB. Per-feature numbers in docs/benchmarks.md.
@@ -41,15 +44,16 @@ import os
 import threading
 import types
 import weakref
+from dataclasses import dataclass
 from typing import Callable, Iterable, Iterator, Optional
 
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .kernels import rms_norm_silu
+from .kernels import add_channel_bias_, rms_norm_silu
 
-FEATURES = frozenset({"layout", "conv", "norm", "upsample", "resample", "taps"})
+FEATURES = frozenset({"layout", "conv", "norm", "upsample", "resample", "taps", "bias"})
 DISABLE_ENV = "STREAMVAE_FAST_DISABLE"  # e.g. "taps" or "taps,resample": to compare on a card not measured here
 CACHE_T = 2  # frames each causal conv carries into the next step (both libraries)
 
@@ -163,7 +167,7 @@ def _install(module: nn.Module, patches: _Patches, features: frozenset, cuda: bo
     convs = {}
     for sub in module.modules():
         if _is_causal_conv(sub):
-            convs[sub] = _patch_causal_conv(sub, patches, memory_format, taps="taps" in features)
+            convs[sub] = _patch_causal_conv(sub, patches, memory_format, features)
     if "norm" in features:
         for sub in module.modules():
             _patch_residual_block(sub, convs, patches, memory_format)
@@ -190,14 +194,31 @@ def _is_causal_conv(sub: nn.Module) -> bool:
             and params <= {"x", "cache_x", "cache_list", "cache_idx"})
 
 
+@dataclass(frozen=True)
+class _CausalConv:
+    """A patched causal conv's parts for the residual-block patch: the convolution of an already padded input
+    (without the bias when `bias` is set, so the bias can ride along with what follows), and its time padding."""
+
+    convolve: Callable[[torch.Tensor], torch.Tensor]
+    time_pad: int
+    bias: Optional[torch.Tensor]
+
+    def __call__(self, x: torch.Tensor, residual: Optional[torch.Tensor] = None) -> torch.Tensor:
+        return add_channel_bias_(self.convolve(x), self.bias, residual)
+
+
 def _patch_causal_conv(conv: nn.Conv3d, patches: _Patches, memory_format: torch.memory_format,
-                       taps: bool = False) -> tuple:
-    """Returns the conv's plain convolution (padding height and width itself) and its causal time padding."""
+                       features: frozenset) -> _CausalConv:
+    """The conv pads height and width itself and takes its time padding from one preallocated buffer."""
     pad_w, _, pad_h, _, time_pad, _ = conv._padding
     conv_only = super(type(conv), conv).forward  # ComfyUI's ops.Conv3d (weight casting) or nn.Conv3d
     patches.set(conv, "padding", (0, pad_h, pad_w))
-    if taps and _taps_apply(conv):
-        conv_only = _temporal_taps(conv, conv_only)
+    split_bias = "bias" in features and conv.bias is not None and _plain_weights(conv)
+    if "taps" in features and _taps_apply(conv):
+        conv_only = _temporal_taps(conv, conv_only, with_bias=not split_bias)
+    elif split_bias:
+        conv_only = _without_bias(conv)
+    parts = _CausalConv(conv_only, time_pad, conv.bias if split_bias else None)
 
     def forward(x, cache_x=None, cache_list=None, cache_idx=None):
         if cache_list is not None:  # ComfyUI's calling convention: the conv takes (and clears) its cache slot
@@ -207,10 +228,23 @@ def _patch_causal_conv(conv: nn.Conv3d, patches: _Patches, memory_format: torch.
             buffer = _history_buffer(x, cache_x, time_pad, memory_format)
             buffer[:, :, time_pad:].copy_(x)
             x = buffer
-        return conv_only(x)
+        return parts(x)
 
     patches.set(conv, "forward", forward)
-    return conv_only, time_pad
+    return parts
+
+
+def _plain_weights(conv: nn.Conv3d) -> bool:
+    """The module's weight and bias are used as stored (not ComfyUI's cast-on-the-fly or LoRA-patched weights)."""
+    return (not getattr(conv, "comfy_cast_weights", False) and not getattr(conv, "weight_function", None)
+            and not getattr(conv, "bias_function", None))
+
+
+def _without_bias(conv: nn.Conv3d) -> Callable[[torch.Tensor], torch.Tensor]:
+    def forward(x):
+        return F.conv3d(x, conv.weight, None, conv.stride, conv.padding, conv.dilation, conv.groups)
+
+    return forward
 
 
 # Measured on an H200 (cuDNN 9.19): 96 -> 96 channels 6.30 ms as one 3-D conv, 4.37 ms as three 2-D ones; at 192 and
@@ -224,22 +258,20 @@ def _taps_apply(conv: nn.Conv3d) -> bool:
     return (tuple(conv.kernel_size) == (3, 3, 3) and conv._padding[4] == 2 and tuple(conv.stride) == (1, 1, 1)
             and tuple(conv.dilation) == (1, 1, 1) and conv.groups == 1
             and TAPS_MIN_IN_CHANNELS <= conv.in_channels <= TAPS_MAX_CHANNELS
-            and conv.out_channels <= TAPS_MAX_CHANNELS
-            and not getattr(conv, "comfy_cast_weights", False) and not getattr(conv, "weight_function", None)
-            and not getattr(conv, "bias_function", None))
+            and conv.out_channels <= TAPS_MAX_CHANNELS and _plain_weights(conv))
 
 
-def _temporal_taps(conv: nn.Conv3d, conv_only: Callable) -> Callable:
+def _temporal_taps(conv: nn.Conv3d, conv_only: Callable, with_bias: bool) -> Callable:
     """A 3x3x3 conv over `[1, C, T+2, H, W]` as sum over k of conv2d(frames k..k+T-1, weight[:, :, k])."""
     padding = tuple(conv.padding[1:])
 
     def forward(x):
         if x.shape[0] != 1 or x.dtype != conv.weight.dtype or x.device != conv.weight.device:
-            return conv_only(x)
+            return conv_only(x) if with_bias else _without_bias(conv)(x)
         frames = x[0].transpose(0, 1)  # [T+2, C, H, W]; channels-last 2-D when x is channels_last_3d
         count = x.shape[2] - 2
         weight = conv.weight
-        out = F.conv2d(frames[0:count], weight[:, :, 0], conv.bias, 1, padding)
+        out = F.conv2d(frames[0:count], weight[:, :, 0], conv.bias if with_bias else None, 1, padding)
         out.add_(F.conv2d(frames[1:count + 1], weight[:, :, 1], None, 1, padding))
         out.add_(F.conv2d(frames[2:count + 2], weight[:, :, 2], None, 1, padding))
         return out.unsqueeze(0).transpose(1, 2)  # [1, C_out, T, H, W]
@@ -350,17 +382,16 @@ def _norm_args(norm: nn.Module) -> Optional[tuple]:
     return gamma, bias, float(norm.scale)
 
 
-def _norm_silu_conv(x: torch.Tensor, norm_args: tuple, conv: tuple, feat_cache: list, feat_idx: list,
-                    memory_format: torch.memory_format) -> torch.Tensor:
-    """norm + SiLU written behind the cached frames, cache slot updated, then the convolution."""
+def _norm_silu_into_history(x: torch.Tensor, norm_args: tuple, time_pad: int, feat_cache: list, feat_idx: list,
+                            memory_format: torch.memory_format) -> torch.Tensor:
+    """The next conv's input: norm + SiLU written behind the cached frames; the cache slot updated."""
     idx = feat_idx[0]
-    conv_only, time_pad = conv
     buffer = _history_buffer(x, feat_cache[idx], time_pad, memory_format)
     gamma, bias, scale = norm_args
     rms_norm_silu(x, gamma, bias, scale, silu=True, out=buffer[:, :, time_pad:])
     feat_cache[idx] = buffer[:, :, -CACHE_T:].clone()
     feat_idx[0] += 1
-    return conv_only(buffer)
+    return buffer
 
 
 def _patch_residual_block(block: nn.Module, convs: dict, patches: _Patches,
@@ -386,17 +417,18 @@ def _patch_residual_block(block: nn.Module, convs: dict, patches: _Patches,
     args1, args2 = _norm_args(norm1), _norm_args(norm2)
     if args1 is None or args2 is None or conv1 not in convs or conv2 not in convs:
         return
-    if not isinstance(dropout, nn.Dropout) or convs[conv1][1] == 0 or convs[conv2][1] == 0:
+    if not isinstance(dropout, nn.Dropout) or convs[conv1].time_pad == 0 or convs[conv2].time_pad == 0:
         return
-    conv1_only, conv2_only = convs[conv1], convs[conv2]
+    conv1_parts, conv2_parts = convs[conv1], convs[conv2]
     original = types.MethodType(type(block).forward, block)
 
     def forward(x, feat_cache=None, feat_idx=[0]):  # noqa: B006 - the libraries' own signature
         if feat_cache is None or block.training:
             return original(x, feat_cache, feat_idx)
-        h = _norm_silu_conv(x, args1, conv1_only, feat_cache, feat_idx, memory_format)
-        h = _norm_silu_conv(h, args2, conv2_only, feat_cache, feat_idx, memory_format)
-        return h.add_(shortcut(x))
+        h = conv1_parts(_norm_silu_into_history(x, args1, conv1_parts.time_pad, feat_cache, feat_idx,
+                                                memory_format))
+        h = _norm_silu_into_history(h, args2, conv2_parts.time_pad, feat_cache, feat_idx, memory_format)
+        return conv2_parts(h, residual=shortcut(x))  # the bias and the residual add in one pass
 
     patches.set(block, "forward", forward)
 

@@ -207,8 +207,10 @@ def test_cuda_choices_on_cpu(diffusers_vae):
 @pytest.mark.parametrize("library", ["diffusers", "comfy"])
 @pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
 @pytest.mark.parametrize("cached", [0, 1, 2])
-def test_temporal_taps_conv_equals_the_causal_conv(request, library, memory_format, cached):
-    """`taps` (three 2-D convs, one per temporal tap) on a 96-channel causal conv, the width it is used at."""
+@pytest.mark.parametrize("features", [{"taps"}, {"taps", "bias"}, {"bias"}], ids="+".join)
+def test_temporal_taps_conv_equals_the_causal_conv(request, library, memory_format, cached, features):
+    """`taps` (three 2-D convs, one per temporal tap) on a 96-channel causal conv, the width it is used at, and
+    `bias` (the conv without its bias, the bias added after)."""
     from streamvae import fast
 
     if library == "diffusers":
@@ -227,9 +229,10 @@ def test_temporal_taps_conv_equals_the_causal_conv(request, library, memory_form
     with torch.no_grad():
         expected = conv(x, cache)
         patches = fast._Patches()
-        conv_only, time_pad = fast._patch_causal_conv(conv, patches, memory_format, taps=True)
+        parts = fast._patch_causal_conv(conv, patches, memory_format, frozenset(features))
         try:
-            assert fast._taps_apply(conv) and time_pad == 2
+            assert fast._taps_apply(conv) and parts.time_pad == 2
+            assert (parts.bias is not None) == ("bias" in features)
             got = conv(x, cache)
         finally:
             patches.undo()

@@ -6,7 +6,7 @@ import torch
 
 from streamvae.decoders import decoder_for
 from streamvae.fast import FEATURES, fast_kernels, is_patched
-from streamvae.kernels import HAVE_TRITON, rms_norm_silu, rms_norm_silu_reference
+from streamvae.kernels import HAVE_TRITON, add_channel_bias_, rms_norm_silu, rms_norm_silu_reference
 
 from conftest import latent_for, tiny_diffusers_vae
 
@@ -40,6 +40,24 @@ def test_triton_norm_matches_reference(dtype, layout, channels):
     assert _relative_error(result, reference) < (1e-5 if dtype == torch.float32 else 1e-2)
     if layout == "slice":
         assert torch.isnan(buffer[:, :, :2]).all()
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(1, 96, 3, 9, 17), (4, 192, 9, 17), (1, 3, 2, 5, 7)])
+@pytest.mark.parametrize("with_residual", [False, True])
+def test_triton_channel_bias_matches_reference(dtype, shape, with_residual):
+    generator = torch.Generator(device="cuda").manual_seed(shape[1])
+    memory_format = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
+    out = torch.randn(shape, device="cuda", generator=generator).to(dtype).contiguous(memory_format=memory_format)
+    residual = torch.randn(shape, device="cuda", generator=generator).to(dtype).contiguous(
+        memory_format=memory_format) if with_residual else None
+    bias = torch.randn(shape[1], device="cuda", generator=generator).to(dtype)
+    channel = (1, -1) + (1,) * (len(shape) - 2)
+    reference = out.double() + bias.double().reshape(channel) + (residual.double() if with_residual else 0)
+    result = add_channel_bias_(out, bias, residual)
+    assert result.data_ptr() == out.data_ptr()  # in place
+    assert _relative_error(result, reference) < (1e-6 if dtype == torch.float32 else 1e-2)
 
 
 def _uint8(x):
@@ -77,8 +95,10 @@ def test_fast_decode_close_to_exact_and_restored(arch):
     assert _psnr(fast, truth) >= _psnr(exact, truth) - 0.5
 
 
-def test_temporal_taps_on_the_gpu():
-    """`taps` at the width it is used at (96 channels), bf16, channels-last, against cuDNN's 3-D conv."""
+@pytest.mark.parametrize("features", [{"taps"}, {"taps", "bias"}], ids="+".join)
+def test_temporal_taps_on_the_gpu(features):
+    """`taps` at the width it is used at (96 channels), bf16, channels-last, against cuDNN's 3-D conv; with
+    `bias`, the bias added by the Triton kernel afterwards."""
     from diffusers.models.autoencoders.autoencoder_kl_wan import WanCausalConv3d
 
     from streamvae import fast
@@ -92,7 +112,7 @@ def test_temporal_taps_on_the_gpu():
     with torch.no_grad():
         expected = conv(x, cache)
         patches = fast._Patches()
-        fast._patch_causal_conv(conv, patches, torch.channels_last_3d, taps=True)
+        fast._patch_causal_conv(conv, patches, torch.channels_last_3d, frozenset(features))
         try:
             got = conv(x, cache)
         finally:

@@ -1,0 +1,76 @@
+"""Fast mode with and without the `bias` feature (conv bias added by a vectorised kernel, fused with the residual
+add), chunk loop only, both Wan VAEs at full size, one process; PSNR of fast vs exact on the first 6 latent frames.
+Run: `PYTHONPATH=. python docs/bench/bias_gpu.py` on a CUDA machine with diffusers; writes $OUT/bias_gpu.json."""
+import json
+import os
+import subprocess
+import time
+
+import numpy as np
+import torch
+
+from streamvae.decoders import decoder_for
+from streamvae.fast import FEATURES, fast_kernels
+from streamvae.synthetic import random_latent, random_wan_vae
+
+CASES = {"wan2.1": (161, 720, 1280), "wan2.2": (121, 704, 1280)}
+VARIANTS = {"all": FEATURES, "all but bias": FEATURES - {"bias"}}
+
+
+def decode_seconds(decoder, latent, features) -> tuple[float, float]:
+    torch.cuda.synchronize()
+    torch.cuda.reset_peak_memory_stats()
+    start = time.perf_counter()
+    with torch.inference_mode(), fast_kernels(decoder.parts.decoder, decoder.device, features):
+        for _ in decoder.chunks(latent):
+            pass
+    torch.cuda.synchronize()
+    return time.perf_counter() - start, torch.cuda.max_memory_allocated() / 2**30
+
+
+def frames(decoder, latent, features):
+    with torch.inference_mode():
+        if features is None:
+            chunks = [c.float().cpu() for c in decoder.chunks(latent)]
+        else:
+            with fast_kernels(decoder.parts.decoder, decoder.device, features):
+                chunks = [c.float().cpu() for c in decoder.chunks(latent)]
+    return ((torch.cat(chunks, 2).clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8).numpy()
+
+
+def psnr(a, b):
+    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
+    return 10 * np.log10(255 ** 2 / mse)
+
+
+def main():
+    smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
+                         capture_output=True, text=True).stdout.strip()
+    results = {"env": {"gpu": smi, "torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                    time.gmtime())}, "cases": {}}
+    for arch, (count, height, width) in CASES.items():
+        vae = random_wan_vae(arch, device="cuda", dtype=torch.bfloat16)
+        latent = random_latent(vae, count, height, width)
+        decoder = decoder_for(vae, latent)
+        short = latent[:, :, :6]
+        for features in VARIANTS.values():  # warm: Triton compiled, cuDNN's choices made for every shape
+            decode_seconds(decoder, latent[:, :, :3], features)
+        case = {}
+        for round_index in range(2):  # alternate, so drift in clocks shows as a difference between rounds
+            for name, features in VARIANTS.items():
+                seconds, peak = decode_seconds(decoder, latent, features)
+                case.setdefault(name, []).append({"seconds": round(seconds, 3), "peak_gib": round(peak, 2)})
+                print(arch, name, round(seconds, 3), "s", round(peak, 2), "GiB", flush=True)
+        exact = frames(decoder, short, None)
+        case["psnr_vs_exact_db"] = {name: round(psnr(frames(decoder, short, features), exact), 2)
+                                    for name, features in VARIANTS.items()}
+        print(arch, case["psnr_vs_exact_db"], flush=True)
+        results["cases"][arch] = case
+        del vae, decoder
+        torch.cuda.empty_cache()
+    with open(os.path.join(os.environ.get("OUT", "/tmp"), "bias_gpu.json"), "w") as out:
+        json.dump(results, out, indent=1)
+
+
+if __name__ == "__main__":
+    main()
