@@ -47,6 +47,11 @@ class PinnedPool:
         with self._lock:
             self._buffers.clear()
 
+    def pooled_bytes(self) -> int:
+        """Pinned bytes held for reuse (at most MAX_POOLED_BYTES)."""
+        with self._lock:
+            return sum(buffer.nbytes for buffer in self._buffers)
+
 
 PINNED_POOL = PinnedPool()
 
