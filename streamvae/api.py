@@ -63,7 +63,8 @@ def write_video(source: FrameSource, path: os.PathLike | str, settings: EncodeSe
     peak_vram = peak_vram_tracker(torch.device(source.device))
     layout = layout_for(mode, resolved.pix_fmt)  # fast mode: yuv420p planes made on the device
     with PeakRSS() as rss, VideoWriter(path, settings, source.width, source.height, audio=audio,
-                                       metadata=metadata, input_format=layout.pix_fmt) as writer:
+                                       metadata=metadata, input_format=layout.pix_fmt,
+                                       frames=source.total_frames) as writer:
         result = run_to_consumer(source, writer.write, mode=mode, slots=slots, progress=progress, cancel=cancel,
                                  preview_width=preview_width, layout=layout)
         final_path = writer.finish()

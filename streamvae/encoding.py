@@ -107,6 +107,9 @@ class ResolvedEncoder:
 #   with tests/reliability/repro_libx265_small_frames.py when PyAV changes.
 MIN_FRAME_SIZE = {"hevc": 16}
 HEAP_CORRUPTING_WIDTHS = {"libx265": range(33, 49)}
+# The same build fails at the final flush ("Not yet implemented in FFmpeg") in up to 40% of 1- and 2-frame videos,
+# at any size; without B-frames (which a video that short can't use anyway) 0 of 240 failed (docs/reliability.md).
+X265_NO_BFRAMES_UP_TO = 2
 
 # Parallel segments only for libx264: its sequence headers depend on the settings alone and its decode delay is
 # fixed by them, which is what joining segments needs (see `segments`). NVENC is fast enough alone.
@@ -119,12 +122,15 @@ def _choice(kind: str, value, allowed) -> None:
         raise StreamVAEError(f"unknown {kind} {value!r}; choose one of: {', '.join(map(str, allowed))}")
 
 
-def resolve(settings: EncodeSettings, frame_size: Optional[tuple[int, int]] = None) -> ResolvedEncoder:
+def resolve(settings: EncodeSettings, frame_size: Optional[tuple[int, int]] = None,
+            frames: Optional[int] = None) -> ResolvedEncoder:
     """Check the settings together, and against the frame size (width, height) when it is known, and map them onto
-    one PyAV encoder with its options."""
+    one PyAV encoder with its options; `frames`, when known, lets very short videos avoid libx265's flush fault."""
     resolved = _resolve_encoder(settings)
     if frame_size is not None:
         check_frame_size(settings.codec, resolved.encoder, *frame_size)
+    if resolved.encoder == "libx265" and frames is not None and frames <= X265_NO_BFRAMES_UP_TO:
+        resolved.options["x265-params"] += ":bframes=0"
     return resolved
 
 
