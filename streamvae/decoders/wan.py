@@ -10,6 +10,9 @@ Upstream code moves; we detect what the module offers instead of pinning version
 - `first_chunk=True` on the first call where the decoder's forward takes it (Wan 2.2 needs it; DupUp3D trims);
 - the decoder may return a tensor (ComfyUI 0.3.64, diffusers) or a list of chunks (newer ComfyUI);
 - newer ComfyUI's Wan 2.1 module (`count_cache_layers`) steps 1 latent frame, then 2 at a time.
+
+A step that runs out of GPU memory is not the end: the loop goes on in spatial tiles (tiling.py), each with its
+own causal cache, and never delivers a frame twice.
 """
 
 from __future__ import annotations
@@ -100,7 +103,8 @@ class WanChunkDecoder(ChunkDecoder):
         tiles = grid.tiles(*x.shape[-2:]) if grid.count > 1 else []
         # One slot per cache user is what the models allocate; a list as long as the module count is always
         # enough whatever a future version counts, and a list of Nones costs nothing.
-        caches = [[None] * len(list(self.parts.decoder.modules())) for _ in tiles or [grid]]
+        slots = len(list(self.parts.decoder.modules()))
+        caches = [[None] * slots for _ in range(len(tiles) or 1)]
         weights = [tile.blend_weights(self.parts.spatial_scale, x.device) for tile in tiles]
         for step_index, frames in enumerate(self._latent_steps(x.shape[2])):
             kwargs = {"first_chunk": True} if (step_index == 0 and self._first_chunk_kwarg) else {}
@@ -140,10 +144,10 @@ class WanChunkDecoder(ChunkDecoder):
         height, width = x.shape[-2:]
         finer = grid.finer(height, width)
         if finer is None:
+            tried = f"even in {grid} spatial tiles" if grid.count > 1 else "and it is too small to cut into tiles"
             raise StreamVAEError(
-                f"out of GPU memory decoding latent frame {delivered} even in {grid} spatial tiles of this "
-                f"{height}x{width} latent; free GPU memory (unload other models, close other programs on this "
-                "GPU) or decode a smaller video")
+                f"out of GPU memory decoding latent frame {delivered} of this {height}x{width} latent, {tried}; "
+                "free GPU memory (unload other models, close other programs on this GPU) or decode a smaller video")
         log.warning("streamvae: out of GPU memory at latent frame %d of %d; going on in %s spatial tiles "
                     "(slower; %d latent frames replayed to rebuild the cache; tile seams cross-faded)",
                     delivered, x.shape[2], finer, delivered)

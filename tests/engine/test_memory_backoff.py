@@ -128,8 +128,14 @@ def test_out_of_memory_even_in_the_smallest_tiles_is_a_clear_error(wan21_vae):
     with PretendGPU(wan21_vae.decoder, max_pixels=10), pytest.raises(StreamVAEError) as error:
         decode(decoder, latent)
     message = str(error.value)
-    assert "out of GPU memory" in message and "2x2 spatial tiles" in message
+    assert "out of GPU memory decoding latent frame 0" in message and "even in 2x2 spatial tiles" in message
     assert "free GPU memory" in message or "smaller video" in message
+
+
+def test_out_of_memory_on_a_latent_too_small_for_tiles_says_so(wan21_vae):
+    latent = latent_for(wan21_vae, 1, MIN_SHARE, MIN_SHARE)
+    with PretendGPU(wan21_vae.decoder, max_pixels=10), pytest.raises(StreamVAEError, match="too small to cut"):
+        decode(decoder_for(wan21_vae, latent), latent)
 
 
 def test_a_file_written_through_a_back_off_is_whole(wan21_vae, tmp_path, no_thread_left):
