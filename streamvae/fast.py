@@ -27,7 +27,8 @@ What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/b
   add that runs at about a third of memory bandwidth on channels-last activations.
 
 Measured (H200, bf16, chunk loop only, 2026-11-26): Wan 2.1 1280x720x161 8.28 s eager -> 4.01 s, Wan 2.2
-1280x704x121 5.88 s -> 3.67 s; PSNR vs exact 48.1 / 50.8 dB. Per-feature numbers in docs/benchmarks.md.
+1280x704x121 5.88 s -> 3.67 s; PSNR vs exact 48.1 / 50.8 dB. `bias`, measured later against the rest: Wan 2.1
+4.02 -> 3.74 s, Wan 2.2 3.70 -> 3.57 s, PSNR unchanged. Per-feature numbers in docs/benchmarks.md.
 
 Causal-cache slots of patched residual blocks hold two frames always (a zero frame in front after the first
 chunk), which is the same convolution input the original one-frame entry plus zero padding gives; the slots are
