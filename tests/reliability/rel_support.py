@@ -61,6 +61,17 @@ def partial_files(folder: Path) -> list[Path]:
     return [path for path in Path(folder).rglob("*") if ".partial" in path.name]
 
 
+class CancelAfter:
+    """A cancel check for the engine that answers True from its (allowed + 1)-th poll on; `polls` counts them."""
+
+    def __init__(self, allowed: int):
+        self.allowed, self.polls = allowed, 0
+
+    def __call__(self) -> bool:
+        self.polls += 1
+        return self.polls > self.allowed
+
+
 def engine_threads(timeout: float = 5.0) -> list[str]:
     """Names of the engine's threads still alive after giving them `timeout` seconds to finish."""
     deadline = time.monotonic() + timeout

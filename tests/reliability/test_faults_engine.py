@@ -14,7 +14,7 @@ from streamvae import Cancelled, EncoderError, StreamVAEError, decode_to_video
 from streamvae import pipeline as pipeline_module
 from streamvae.writer import VideoWriter
 
-from rel_support import count_from_env, engine_threads, latent, partial_files, read_video, tiny_wan21_vae
+from rel_support import CancelAfter, count_from_env, engine_threads, latent, partial_files, read_video, tiny_wan21_vae
 
 LATENT_FRAMES = 4  # 13 frames: four chunks, so a fault can land before, between and after them
 FRAMES = 1 + 4 * (LATENT_FRAMES - 1)
@@ -149,13 +149,7 @@ def test_cancel_storm_engine(vae, tmp_path):
     baseline = threading.active_count()
     polls_seen = []
     for run in range(runs):
-        stop_after = rng.randint(0, 8)
-        polls = []
-
-        def cancel():
-            polls.append(1)
-            return len(polls) > stop_after
-
+        cancel = CancelAfter(rng.randint(0, 8))
         path = tmp_path / f"cancelled_{run}.mp4"
         try:
             decode_to_video(vae, latent(latent_frames=LATENT_FRAMES, seed=run), path, fps=16, preset="ultrafast",
@@ -165,7 +159,7 @@ def test_cancel_storm_engine(vae, tmp_path):
         else:  # the cancel came after the last poll: a complete file is the right answer
             frames, _ = read_video(path)
             assert len(frames) == FRAMES
-        polls_seen.append(len(polls))
+        polls_seen.append(cancel.polls)
         assert not partial_files(tmp_path)
     assert engine_threads() == []
     assert threading.active_count() <= baseline

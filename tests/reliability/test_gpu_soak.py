@@ -22,7 +22,7 @@ from streamvae import PINNED_POOL, Cancelled, decode_to_video
 from streamvae.slots import MAX_POOLED_BYTES
 from streamvae.synthetic import random_latent, random_wan_vae
 
-from rel_support import count_from_env, engine_threads, partial_files, read_video
+from rel_support import CancelAfter, count_from_env, engine_threads, partial_files, read_video
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
@@ -122,16 +122,9 @@ def test_gpu_cancel_storm_leaves_nothing_behind(vaes, tmp_path):
     before = held()
     cancelled = 0
     for index in range(runs):
-        stop_after = rng.randrange(0, 6)  # chunks to let through; 0 cancels before the first
-        checks = []
-
-        def cancel():
-            checks.append(1)
-            return len(checks) > stop_after
-
         path = tmp_path / f"storm{index:02d}.mkv"
-        try:
-            one_decode(vaes, rng, path, cancel=cancel)
+        try:  # polls to let through: 0 cancels before the first chunk
+            one_decode(vaes, rng, path, cancel=CancelAfter(rng.randrange(0, 6)))
         except Cancelled:
             cancelled += 1
             assert not path.exists()
