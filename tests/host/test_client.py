@@ -26,6 +26,9 @@ from nodes_graphs import FRAMES, HEIGHT, WIDTH, read_frames
 from streamvae.client import ComfyClient, Overrides, ui_to_api
 
 DECODE_ONLY = comfy_host.REPO_ROOT / "workflows" / "decode_only.json"
+# ~2000 frames: long enough to be surely still decoding when a test stops it (seconds, even when the cores are
+# shared); a stop that works comes within a chunk, so only a failing run pays for the length.
+LONG_LATENT_FRAMES = 500
 
 
 def write_latent(path, latent_frames: int = 2):
@@ -116,8 +119,7 @@ def test_unreachable_server_exits_3_and_says_what_to_check(tmp_path):
 def test_timeout_exits_124_and_cancels_the_prompt_on_the_server(comfy_server, comfy_client, tmp_path):
     """Long enough to still be running at the deadline: the client must not leave it on the server's GPU."""
     name = f"long_{uuid.uuid4().hex[:8]}.latent"
-    # ~1000 frames: over a minute here, so the prompt is surely still running at the client's 3 s deadline.
-    write_latent(comfy_server.tree.input / name, latent_frames=250)
+    write_latent(comfy_server.tree.input / name, latent_frames=LONG_LATENT_FRAMES)
     done = run_cli(comfy_server, *decode_only_args(name, "client/timeout"), "--timeout", 3, "--out", tmp_path)
     assert done.returncode == 124, done.stderr
     assert "did not finish within 3 s" in done.stderr
@@ -266,7 +268,7 @@ def test_credential_mistakes_are_refused_without_showing_them(tmp_path):
 
 def test_ctrl_c_interrupts_the_prompt_on_the_server_and_exits_130(comfy_server, comfy_client, tmp_path):
     name = f"ctrlc_{uuid.uuid4().hex[:8]}.latent"
-    write_latent(comfy_server.tree.input / name, latent_frames=80)
+    write_latent(comfy_server.tree.input / name, latent_frames=LONG_LATENT_FRAMES)
     command = [sys.executable, "-m", "streamvae", "run", *map(str, decode_only_args(name, "client/ctrlc")),
                "--server", comfy_server.url, "--out", str(tmp_path)]
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=comfy_host.REPO_ROOT)
