@@ -98,7 +98,9 @@ def test_runtime_error_ends_the_wait(comfy_client):
 
 def test_interrupt_stops_the_prompt(comfy_client, comfy_server):
     prompt = decode_to_video_prompt("wan21")
-    prompt["1"]["inputs"]["length"] = 5  # inputs no other test uses, so VAEDecode really runs (no cache hit)
+    # A length no other test uses, so VAEDecode really runs (no cache hit), and long enough that the interrupt
+    # surely arrives while it runs (seconds here, more under load) even when the `executing` message comes late.
+    prompt["1"]["inputs"]["length"] = 13
     prompt["5"]["inputs"]["filename_prefix"] = "baseline/interrupted"
     prompt_id = comfy_client.queue(prompt)
 
