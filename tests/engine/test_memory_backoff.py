@@ -2,7 +2,7 @@
 
 A CPU can't run out of GPU memory, so these tests raise the allocator's own exception (torch.OutOfMemoryError)
 from a hook on the decoder whenever it is handed more latent pixels than a pretend GPU could hold. The real
-thing, a capped CUDA allocator, runs on the device in test_cuda.py.
+thing, a capped CUDA allocator, runs on the device in test_memory_cuda.py.
 """
 
 from __future__ import annotations
@@ -24,8 +24,8 @@ LATENT_SIZE = 16  # latent pixels a side: room for 2x2 tiles of MIN_SHARE
 
 
 class PretendGPU:
-    """Raises torch.OutOfMemoryError when the decoder gets more than `max_pixels` latent pixels per call,
-    from latent frame `from_frame` on (counting the decoder's calls: one per latent frame)."""
+    """Raises torch.OutOfMemoryError when the decoder gets more than `max_pixels` latent pixels per call, once
+    `from_frame` latent frames have been delivered (the consumer calls chunk_done() after each)."""
 
     def __init__(self, decoder_module: torch.nn.Module, max_pixels: int, from_frame: int = 0):
         self.max_pixels, self.from_frame, self.frame, self.refusals = max_pixels, from_frame, 0, 0
