@@ -18,8 +18,9 @@ def test_output_subfolder_removed_mid_run(rel_client, rel_server):
     output = rel_server.tree.output
     folder = output / "removed"
     # The folder goes while the temporary file is being written in it. On a fast machine a short video can finish
-    # before the first progress message is read, so a longer one is tried until the removal lands mid-run.
-    for frames in (LONG_FRAMES, 49, 129):
+    # before the first progress message is read (a 129-frame one did in CI), so longer ones are tried until the
+    # removal lands mid-run; once it does, the run stops at its next write, so only a miss pays for the length.
+    for frames in (LONG_FRAMES, 129, 1025, 4097):
         prompt_id = rel_client.queue(streaming_prompt("wan21", filename_prefix="removed/clip",
                                                       latent={"frames": frames}))
         # value 0 may come as the node starts, before the file is opened: wait for the first frames.
@@ -29,7 +30,8 @@ def test_output_subfolder_removed_mid_run(rel_client, rel_server):
         run = rel_client.wait(prompt_id, timeout=600)
         if writing:
             break
-    assert writing, f"never caught the prompt mid-write, even at 129 frames: {progress} {run.types[-4:]} {run.status}"
+    assert writing, (f"never caught the prompt mid-write, even at {frames} frames: {progress} {run.types[-4:]} "
+                     f"{run.status}")
 
     assert run.status == "error"
     message = error_message(run)
