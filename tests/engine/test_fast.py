@@ -44,10 +44,8 @@ def _relative_error(a, b):
 FEATURE_SETS = [frozenset({"conv"}), FEATURES]
 
 
-@pytest.mark.parametrize("features", FEATURE_SETS, ids=lambda f: "+".join(sorted(f)))
-def test_diffusers_fast_equals_exact(diffusers_vae, features):
-    latent = latent_for(diffusers_vae, latent_frames=3)
-    decoder = decoder_for(diffusers_vae, latent)
+def _assert_fast_equals_exact(decoder, latent, features):
+    """Fast mode's chunks match exact mode's, and the model is left exactly as it was."""
     before = _state(decoder.parts.decoder)
     exact = _chunks(decoder, latent)
     fast = _chunks(decoder, latent, features)
@@ -58,16 +56,15 @@ def test_diffusers_fast_equals_exact(diffusers_vae, features):
 
 
 @pytest.mark.parametrize("features", FEATURE_SETS, ids=lambda f: "+".join(sorted(f)))
+def test_diffusers_fast_equals_exact(diffusers_vae, features):
+    latent = latent_for(diffusers_vae, latent_frames=3)
+    _assert_fast_equals_exact(decoder_for(diffusers_vae, latent), latent, features)
+
+
+@pytest.mark.parametrize("features", FEATURE_SETS, ids=lambda f: "+".join(sorted(f)))
 def test_comfy_fast_equals_exact(comfy_wan_model, features):
     latent = torch.randn(1, comfy_wan_model.z_dim, 3, 4, 6, generator=torch.Generator().manual_seed(3))
-    decoder = comfy_chunk_decoder(comfy_wan_model)
-    before = _state(decoder.parts.decoder)
-    exact = _chunks(decoder, latent)
-    fast = _chunks(decoder, latent, features)
-    _assert_restored(decoder.parts.decoder, before)
-    assert fast.shape == exact.shape
-    assert _relative_error(fast, exact) < 1e-5
-    assert torch.equal(_chunks(decoder, latent), exact)
+    _assert_fast_equals_exact(comfy_chunk_decoder(comfy_wan_model), latent, features)
 
 
 def test_channels_last_buffers_on_cpu(diffusers_vae):
