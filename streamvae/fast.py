@@ -265,10 +265,11 @@ def _taps_apply(conv: nn.Conv3d) -> bool:
 def _temporal_taps(conv: nn.Conv3d, conv_only: Callable, with_bias: bool) -> Callable:
     """A 3x3x3 conv over `[1, C, T+2, H, W]` as sum over k of conv2d(frames k..k+T-1, weight[:, :, k])."""
     padding = tuple(conv.padding[1:])
+    as_3d = conv_only if with_bias else _without_bias(conv)  # for inputs the 2-D convs don't take
 
     def forward(x):
         if x.shape[0] != 1 or x.dtype != conv.weight.dtype or x.device != conv.weight.device:
-            return conv_only(x) if with_bias else _without_bias(conv)(x)
+            return as_3d(x)
         frames = x[0].transpose(0, 1)  # [T+2, C, H, W]; channels-last 2-D when x is channels_last_3d
         count = x.shape[2] - 2
         weight = conv.weight
