@@ -19,12 +19,14 @@ What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/b
 - `resample`: the upsampling blocks (and Wan 2.2's DupUp3D shortcut) keep channels-last: the temporal interleave
   and the channel-to-space shuffle are one permute-copy each in that layout, where the originals' `torch.stack` and
   `.contiguous()` turned activations back to NCDHW, which made the next norm, add and conv re-lay them out.
-- `taps`: 3x3x3 convs with 96-128 channels in and at most 128 out (Wan 2.1's full-resolution level and its output
-  conv) as three 2-D convs over the frames, one per temporal tap, summed in place: cuDNN's 2-D kernels run the
+- `taps`: 3x3x3 convs with 96-128 channels in and out (Wan 2.1's full-resolution level) as three 2-D convs over the frames, one per temporal tap, summed in place: cuDNN's 2-D kernels run the
   96-channel ones ~30% faster on an H200 than its 3-D ones. Partial sums round to bf16 once more each.
 - `bias`: causal convs run without their bias, which is then added by one vectorised kernel (streamvae/kernels),
   together with the residual add where one follows: PyTorch adds a cuDNN conv's bias as a separate broadcast
   add that runs at about a third of memory bandwidth on channels-last activations.
+- `subpixel`: the upsampling blocks' nearest 2x upsample + 3x3 conv as one convolution of the small image with
+  folded 2x2 kernels, phases interleaved afterwards (streamvae/kernels/upsample_conv.py): 2.25x fewer FLOPs and no
+  upsampled tensor. The folded kernels round to bf16 once, so this is not bit-identical.
 
 Measured (H200, bf16, chunk loop only, 2026-11-26): Wan 2.1 1280x720x161 8.28 s eager -> 4.01 s, Wan 2.2
 1280x704x121 5.88 s -> 3.67 s; PSNR vs exact 48.1 / 50.8 dB. `bias`, measured later against the rest: Wan 2.1
@@ -52,9 +54,9 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .kernels import add_channel_bias_, rms_norm_silu
+from .kernels import SubpixelUpsampleConv, add_channel_bias_, rms_norm_silu
 
-FEATURES = frozenset({"layout", "conv", "norm", "upsample", "resample", "taps", "bias"})
+FEATURES = frozenset({"layout", "conv", "norm", "upsample", "resample", "taps", "bias", "subpixel"})
 DISABLE_ENV = "STREAMVAE_FAST_DISABLE"  # e.g. "taps" or "taps,resample": to compare on a card not measured here
 CACHE_T = 2  # frames each causal conv carries into the next step (both libraries)
 
@@ -136,11 +138,24 @@ class _Patches:
             self._undo.append(lambda: object.__delattr__(obj, name))
 
     def relayout(self, parameter: nn.Parameter, memory_format: torch.memory_format) -> None:
-        """Outside inference mode: the new storage must stay a normal tensor, usable for autograd afterwards."""
+        """Re-lay a weight out for the decode (outside inference mode: the new storage must stay a normal tensor,
+        usable for autograd afterwards).
+
+        On the GPU the old storage is let go and undo copies the weight back into its old strides: keeping it
+        would hold every weight twice in VRAM for the whole decode (1.0 GiB more for Wan 2.2's decoder, measured).
+        Elsewhere (weights in host memory, maybe pinned by the host program) the old storage itself is put back.
+        """
         with torch.inference_mode(False), torch.no_grad():
             old = parameter.data
             parameter.data = old.contiguous(memory_format=memory_format)
-        self._undo.append(lambda: _restore_data(parameter, old))
+        if parameter.data.data_ptr() == old.data_ptr():
+            return  # already in that layout: nothing changed
+        if old.is_cuda:
+            strides = old.stride()
+            del old
+            self._undo.append(lambda: _restore_strides(parameter, strides))
+        else:
+            self._undo.append(lambda: _restore_data(parameter, old))
 
     def undo(self) -> None:
         while self._undo:
@@ -150,6 +165,14 @@ class _Patches:
 def _restore_data(parameter: nn.Parameter, old: torch.Tensor) -> None:
     with torch.inference_mode(False), torch.no_grad():
         parameter.data = old
+
+
+def _restore_strides(parameter: nn.Parameter, strides: tuple) -> None:
+    with torch.inference_mode(False), torch.no_grad():
+        current = parameter.data
+        restored = torch.empty_strided(current.shape, strides, dtype=current.dtype, device=current.device)
+        restored.copy_(current)
+        parameter.data = restored
 
 
 def _install(module: nn.Module, patches: _Patches, features: frozenset, cuda: bool,
@@ -181,6 +204,9 @@ def _install(module: nn.Module, patches: _Patches, features: frozenset, cuda: bo
         for sub in module.modules():
             _patch_resample(sub, patches)
             _patch_dup_up(sub, patches)
+    if "subpixel" in features:
+        for sub in module.modules():
+            _patch_upsample_conv(sub, patches, torch.channels_last if cuda else torch.contiguous_format)
 
 
 # ---------------------------------------------------------------------------------------------- causal convs
@@ -249,17 +275,17 @@ def _without_bias(conv: nn.Conv3d) -> Callable[[torch.Tensor], torch.Tensor]:
 
 
 # Measured on an H200 (cuDNN 9.19): 96 -> 96 channels 6.30 ms as one 3-D conv, 4.37 ms as three 2-D ones; at 192 and
-# 256 channels the 3-D conv wins. The full-size decode measured with it used it on Wan 2.1's 96 -> 96 convs and its
-# 96 -> 3 output conv. Below 96 input channels it wasn't measured, so it isn't used there (and there each conv
-# carries a larger share of the extra bf16 rounding: a tiny 8-32-channel model fell under 45 dB with it).
-TAPS_MIN_IN_CHANNELS, TAPS_MAX_CHANNELS = 96, 128
+# 256 channels the 3-D conv wins, and for Wan 2.1's 96 -> 3 output conv too (2.35 vs 2.57 ms). Below 96 channels it
+# wasn't measured, so it isn't used there (and there each conv carries a larger share of the extra bf16 rounding:
+# a tiny 8-32-channel model fell under 45 dB with it).
+TAPS_MIN_CHANNELS, TAPS_MAX_CHANNELS = 96, 128
 
 
 def _taps_apply(conv: nn.Conv3d) -> bool:
     return (tuple(conv.kernel_size) == (3, 3, 3) and conv._padding[4] == 2 and tuple(conv.stride) == (1, 1, 1)
             and tuple(conv.dilation) == (1, 1, 1) and conv.groups == 1
-            and TAPS_MIN_IN_CHANNELS <= conv.in_channels <= TAPS_MAX_CHANNELS
-            and conv.out_channels <= TAPS_MAX_CHANNELS and _plain_weights(conv))
+            and TAPS_MIN_CHANNELS <= conv.in_channels <= TAPS_MAX_CHANNELS
+            and TAPS_MIN_CHANNELS <= conv.out_channels <= TAPS_MAX_CHANNELS and _plain_weights(conv))
 
 
 def _temporal_taps(conv: nn.Conv3d, conv_only: Callable, with_bias: bool) -> Callable:
@@ -347,6 +373,32 @@ def _patch_resample(resample: nn.Module, patches: _Patches) -> None:
         return y.reshape(b, frames, y.shape[1], y.shape[2], y.shape[3]).permute(0, 2, 1, 3, 4)
 
     patches.set(resample, "forward", forward)
+
+
+def _patch_upsample_conv(layers: nn.Module, patches: _Patches, memory_format: torch.memory_format) -> None:
+    """An upsampling block's `Sequential(nearest 2x upsample, 3x3 conv)` as one sub-pixel convolution."""
+    if not isinstance(layers, nn.Sequential) or len(layers) != 2:
+        return
+    upsample, conv = layers
+    if not (isinstance(upsample, nn.Upsample) and upsample.size is None
+            and upsample.mode in ("nearest", "nearest-exact")  # the same pixels at an integer scale
+            and tuple(upsample.scale_factor if isinstance(upsample.scale_factor, tuple)
+                      else (upsample.scale_factor,) * 2) == (2.0, 2.0)):
+        return
+    if not (isinstance(conv, nn.Conv2d) and tuple(conv.kernel_size) == (3, 3) and tuple(conv.stride) == (1, 1)
+            and tuple(conv.padding) == (1, 1) and tuple(conv.dilation) == (1, 1) and conv.groups == 1
+            and conv.padding_mode == "zeros" and _plain_weights(conv)):
+        return
+    with torch.no_grad():
+        subpixel = SubpixelUpsampleConv(conv.weight, conv.bias, memory_format)
+    original = types.MethodType(type(layers).forward, layers)
+
+    def forward(x):
+        if x.dim() != 4 or x.dtype != subpixel.weight.dtype or x.device != subpixel.weight.device:
+            return original(x)
+        return subpixel(x)
+
+    patches.set(layers, "forward", forward)
 
 
 def _patch_dup_up(dup: nn.Module, patches: _Patches) -> None:

@@ -90,9 +90,12 @@ def test_every_hot_module_is_patched(diffusers_vae, comfy_wan_model):
             assert all("forward" in c.__dict__ and c.padding[0] == 0 for c in convs)
             resamples = [m for m in decoder_module.modules() if type(m).__name__ in ("Resample", "WanResample")]
             assert resamples and all("forward" in r.__dict__ for r in resamples)
+            upsamplers = [r.resample for r in resamples if r.mode in ("upsample2d", "upsample3d")]
+            assert upsamplers and all("forward" in layers.__dict__ for layers in upsamplers)  # `subpixel`
             dups = [m for m in decoder_module.modules() if type(m).__name__ == "DupUp3D"]
             assert all("forward" in d.__dict__ for d in dups)
-            assert _patched_forwards(decoder_module) >= len(blocks) + len(convs) + len(resamples) + 2  # + head
+            assert _patched_forwards(decoder_module) >= (len(blocks) + len(convs) + len(resamples) + len(upsamplers)
+                                                          + 2)  # + head
         assert _patched_forwards(decoder_module) == 0
 
 
@@ -248,3 +251,47 @@ def test_features_can_be_disabled_from_the_environment(wan21_vae, monkeypatch):
     monkeypatch.setenv(fast.DISABLE_ENV, "warp")
     with pytest.raises(ValueError, match="STREAMVAE_FAST_DISABLE"):
         fast.default_features()
+
+
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("with_bias", [False, True])
+@pytest.mark.parametrize("mode", ["nearest", "nearest-exact"])
+def test_subpixel_conv_equals_upsample_then_conv(memory_format, with_bias, mode):
+    """Odd sizes, so every edge phase and the padding are exercised; float64, so only the folding is compared."""
+    from streamvae.kernels import SubpixelUpsampleConv
+
+    generator = torch.Generator().manual_seed(7)
+    x = torch.randn(3, 5, 7, 9, generator=generator, dtype=torch.float64).contiguous(memory_format=memory_format)
+    weight = torch.randn(4, 5, 3, 3, generator=generator, dtype=torch.float64)
+    bias = torch.randn(4, generator=generator, dtype=torch.float64) if with_bias else None
+    upsampled = torch.nn.functional.interpolate(x, scale_factor=2.0, mode=mode)
+    expected = torch.nn.functional.conv2d(upsampled, weight, bias, 1, 1)
+    got = SubpixelUpsampleConv(weight, bias, memory_format)(x)
+    assert got.shape == expected.shape == (3, 4, 14, 18)
+    assert got.is_contiguous(memory_format=memory_format)
+    torch.testing.assert_close(got, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_subpixel_patch_leaves_other_upsamplers_alone():
+    """Only nearest 2x + 3x3/stride 1/padding 1 is folded; anything else keeps its own forward."""
+    from streamvae import fast
+
+    nn = torch.nn
+    cases = {"folded": nn.Sequential(nn.Upsample(scale_factor=(2.0, 2.0), mode="nearest-exact"),
+                                     nn.Conv2d(4, 2, 3, padding=1)),
+             "bilinear": nn.Sequential(nn.Upsample(scale_factor=2.0, mode="bilinear"), nn.Conv2d(4, 2, 3, padding=1)),
+             "scale 3": nn.Sequential(nn.Upsample(scale_factor=3.0), nn.Conv2d(4, 2, 3, padding=1)),
+             "5x5": nn.Sequential(nn.Upsample(scale_factor=2.0), nn.Conv2d(4, 2, 5, padding=2)),
+             "strided": nn.Sequential(nn.Upsample(scale_factor=2.0), nn.Conv2d(4, 2, 3, stride=2, padding=1))}
+    patches = fast._Patches()
+    for layers in cases.values():
+        fast._patch_upsample_conv(layers, patches, torch.contiguous_format)
+    try:
+        assert {name for name, layers in cases.items() if "forward" in layers.__dict__} == {"folded"}
+        x = torch.randn(1, 4, 5, 6)
+        with torch.no_grad():
+            expected = cases["folded"][1](cases["folded"][0](x))
+            torch.testing.assert_close(cases["folded"](x), expected, rtol=1e-5, atol=1e-6)
+    finally:
+        patches.undo()
+    assert not any("forward" in layers.__dict__ for layers in cases.values())
