@@ -63,6 +63,7 @@ class VideoWriter:
         check_output_path(self.path)
         self.settings = settings
         self.resolved: ResolvedEncoder = resolve(settings, (width, height), frames)
+        self.total_frames = frames
         if input_format != "rgb24" and not input_format == self.resolved.pix_fmt == "yuv420p":
             raise StreamVAEError(f"frames in {input_format} can't be written to a {self.resolved.pix_fmt} video; "
                                  "hand rgb24 frames, or yuv420p frames to a yuv420p video")
@@ -100,7 +101,8 @@ class VideoWriter:
         if resolved.segments > 1:
             # The container opens `stream`'s own encoder only to write the file header; the frames go to the
             # segment encoders, made with the same settings, whose packets are muxed into `stream`.
-            self._segments = SegmentEncoders(self._segment_encoder, resolved.segments, resolved.segment_frames)
+            self._segments = SegmentEncoders(self._segment_encoder, resolved.segments, resolved.segment_frames,
+                                             self.total_frames)
         self.audio_stream = None
         if self.audio is not None:
             rate = 48000 if resolved.audio_codec == "libopus" else self.audio["sample_rate"]

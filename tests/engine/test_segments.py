@@ -9,7 +9,7 @@ import torch
 
 from streamvae import EncodeSettings, EncoderError, StreamVAEError
 from streamvae.encoding import plan_parallel, resolve
-from streamvae.segments import SegmentEncoders
+from streamvae.segments import SHORTEST_TAIL_SEGMENT, SegmentEncoders, segment_lengths
 from streamvae.writer import VideoWriter
 
 from videos import psnr, read_video, smooth_frames
@@ -17,9 +17,9 @@ from videos import psnr, read_video, smooth_frames
 FRAMES = 83  # 16 fps: segments of 32 frames, the last one short
 
 
-def encode(path, frames, **settings):
+def encode(path, frames, length_known=False, **settings):
     with VideoWriter(path, EncodeSettings(fps=16, crf=10, encoder="software", **settings), frames.shape[2],
-                     frames.shape[1]) as writer:
+                     frames.shape[1], frames=len(frames) if length_known else None) as writer:
         for start in range(0, len(frames), 4):
             writer.write(frames[start:start + 4])
         return writer.finish(), writer.resolved
@@ -56,6 +56,40 @@ def test_joined_timestamps_are_continuous_and_each_segment_starts_with_a_keyfram
     assert all(a < b for a, b in zip(dts, dts[1:]))
     keyframes = {pts // step for pts, _, key in found if key}
     assert {0, 32, 64} <= keyframes
+
+
+def test_the_end_of_a_video_of_known_length_is_cut_finer():
+    def plan(total, segment_frames=32):
+        lengths = segment_lengths(segment_frames, total)
+        return [next(lengths) for _ in range(12)]
+
+    assert plan(161) == [32] * 4 + [17, 8, 4, 4] + [32] * 4  # 32 each again if more frames come than announced
+    assert plan(None)[:5] == [32] * 5
+    for total in range(1, 400):
+        lengths, done = [], 0
+        for length in segment_lengths(32, total):
+            if done == total:
+                break
+            lengths.append(length)
+            done += length
+        assert done == total and max(lengths) <= 32, total
+        assert lengths[-1] <= 2 * SHORTEST_TAIL_SEGMENT or total < 2 * SHORTEST_TAIL_SEGMENT, total
+
+
+def test_a_finer_cut_end_joins_like_the_rest(tmp_path):
+    """Length known: segments 32, 26, 13, 6, 6 for 83 frames; every one starts with a keyframe, the timestamps run
+    on, and the frames are what one encoder gives."""
+    frames = smooth_frames(FRAMES, 64, 96)
+    single, _ = encode(tmp_path / "single.mp4", frames, parallel=1)
+    joined, _ = encode(tmp_path / "joined.mp4", frames, length_known=True, parallel=3)
+    found, time_base = packets(joined)
+    step = int(1 / (16 * time_base))
+    assert sorted(pts for pts, _, _ in found) == [i * step for i in range(FRAMES)]
+    dts = [d for _, d, _ in found]
+    assert all(a < b for a, b in zip(dts, dts[1:]))
+    assert {0, 32, 58, 71, 77} <= {pts // step for pts, _, key in found if key}
+    assert psnr(read_video(joined).frames, read_video(single).frames) >= 40
+    assert encoder_threads() == []
 
 
 def test_a_failing_segment_encoder_stops_everything_and_leaves_nothing(tmp_path, monkeypatch):
