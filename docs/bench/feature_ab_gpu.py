@@ -1,9 +1,11 @@
-"""Fast mode with and without the `bias` feature (conv bias added by a vectorised kernel, fused with the residual
-add), chunk loop only, both Wan VAEs at full size, one process; PSNR of fast vs exact on the first 6 latent frames.
-Run: `PYTHONPATH=. python docs/bench/bias_gpu.py` on a CUDA machine with diffusers; writes $OUT/bias_gpu.json."""
+"""Fast mode with and without one feature (e.g. `bias`, `subpixel`), chunk loop only, both Wan VAEs at full size,
+one process, the variants alternated; peak VRAM; PSNR of fast vs exact on the first 6 latent frames.
+Run: `PYTHONPATH=. python docs/bench/feature_ab_gpu.py FEATURE` on a CUDA machine with diffusers; writes
+$OUT/feature_ab_FEATURE.json."""
 import json
 import os
 import subprocess
+import sys
 import time
 
 import numpy as np
@@ -14,7 +16,8 @@ from streamvae.fast import FEATURES, fast_kernels
 from streamvae.synthetic import random_latent, random_wan_vae
 
 CASES = {"wan2.1": (161, 720, 1280), "wan2.2": (121, 704, 1280)}
-VARIANTS = {"all": FEATURES, "all but bias": FEATURES - {"bias"}}
+FEATURE = sys.argv[1] if len(sys.argv) > 1 else "bias"
+VARIANTS = {"all": FEATURES, f"all but {FEATURE}": FEATURES - {FEATURE}}
 
 
 def decode_seconds(decoder, latent, features) -> tuple[float, float]:
@@ -68,7 +71,7 @@ def main():
         results["cases"][arch] = case
         del vae, decoder
         torch.cuda.empty_cache()
-    with open(os.path.join(os.environ.get("OUT", "/tmp"), "bias_gpu.json"), "w") as out:
+    with open(os.path.join(os.environ.get("OUT", "/tmp"), f"feature_ab_{FEATURE}.json"), "w") as out:
         json.dump(results, out, indent=1)
 
 
