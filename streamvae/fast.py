@@ -22,8 +22,9 @@ What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/b
 - `taps`: 3x3x3 convs with 96-128 channels in and out (Wan 2.1's full-resolution level) as three 2-D convs over the frames, one per temporal tap, summed in place: cuDNN's 2-D kernels run the
   96-channel ones ~30% faster on an H200 than its 3-D ones. Partial sums round to bf16 once more each.
 - `bias`: causal convs run without their bias, which is then added by one vectorised kernel (streamvae/kernels),
-  together with the residual add where one follows: PyTorch adds a cuDNN conv's bias as a separate broadcast
-  add that runs at about a third of memory bandwidth on channels-last activations.
+  together with the residual add where one follows, or by the norm that reads the conv's output next (a residual
+  block's first conv): PyTorch adds a cuDNN conv's bias as a separate broadcast add that runs at about a third of
+  memory bandwidth on channels-last activations.
 - `subpixel`: the upsampling blocks' nearest 2x upsample + 3x3 conv as one convolution of the small image with
   folded 2x2 kernels, phases interleaved afterwards (streamvae/kernels/upsample_conv.py): 2.25x fewer FLOPs and no
   upsampled tensor. The folded kernels round to bf16 once, so this is not bit-identical.
@@ -437,12 +438,14 @@ def _norm_args(norm: nn.Module) -> Optional[tuple]:
 
 
 def _norm_silu_into_history(x: torch.Tensor, norm_args: tuple, time_pad: int, feat_cache: list, feat_idx: list,
-                            memory_format: torch.memory_format) -> torch.Tensor:
-    """The next conv's input: norm + SiLU written behind the cached frames; the cache slot updated."""
+                            memory_format: torch.memory_format,
+                            input_bias: Optional[torch.Tensor] = None) -> torch.Tensor:
+    """The next conv's input: norm + SiLU of `x` (+ `input_bias`, the bias of the conv that made it) written behind
+    the cached frames; the cache slot updated."""
     idx = feat_idx[0]
     buffer = _history_buffer(x, feat_cache[idx], time_pad, memory_format)
     gamma, bias, scale = norm_args
-    rms_norm_silu(x, gamma, bias, scale, silu=True, out=buffer[:, :, time_pad:])
+    rms_norm_silu(x, gamma, bias, scale, silu=True, out=buffer[:, :, time_pad:], input_bias=input_bias)
     feat_cache[idx] = buffer[:, :, -CACHE_T:].clone()
     feat_idx[0] += 1
     return buffer
@@ -479,9 +482,10 @@ def _patch_residual_block(block: nn.Module, convs: dict, patches: _Patches,
     def forward(x, feat_cache=None, feat_idx=[0]):  # noqa: B006 - the libraries' own signature
         if feat_cache is None or block.training:
             return original(x, feat_cache, feat_idx)
-        h = conv1_parts(_norm_silu_into_history(x, args1, conv1_parts.time_pad, feat_cache, feat_idx,
-                                                memory_format))
-        h = _norm_silu_into_history(h, args2, conv2_parts.time_pad, feat_cache, feat_idx, memory_format)
+        h = conv1_parts.convolve(_norm_silu_into_history(x, args1, conv1_parts.time_pad, feat_cache, feat_idx,
+                                                         memory_format))
+        h = _norm_silu_into_history(h, args2, conv2_parts.time_pad, feat_cache, feat_idx, memory_format,
+                                    input_bias=conv1_parts.bias)  # conv1's bias rides along with the norm
         return conv2_parts(h, residual=shortcut(x))  # the bias and the residual add in one pass
 
     patches.set(block, "forward", forward)

@@ -184,6 +184,16 @@ def test_rms_norm_silu_matches_the_libraries(layout, bias):
     torch.testing.assert_close(torch.nn.functional.silu(no_silu), expected)
 
 
+def test_rms_norm_silu_adds_the_input_bias_first():
+    """The bias of the conv before the norm, added inside it: the same as adding it to the input beforehand."""
+    generator = torch.Generator().manual_seed(8)
+    x = torch.randn(1, 12, 2, 5, 7, generator=generator)
+    gamma = 1 + 0.1 * torch.randn(12, 1, 1, 1, generator=generator)
+    conv_bias = torch.randn(12, generator=generator)
+    expected = rms_norm_silu(x + conv_bias.reshape(1, -1, 1, 1, 1), gamma, None, 12 ** 0.5)
+    torch.testing.assert_close(rms_norm_silu(x, gamma, None, 12 ** 0.5, input_bias=conv_bias), expected)
+
+
 def test_cuda_choices_on_cpu(diffusers_vae):
     """What CUDA gets (channels-last 3-D and 2-D weights, channels-last buffers), run through the CPU kernels."""
     from streamvae import fast

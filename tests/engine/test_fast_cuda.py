@@ -22,11 +22,13 @@ def _relative_error(a, b):
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
 @pytest.mark.parametrize("layout", ["contiguous", "channels_last", "slice"])
 @pytest.mark.parametrize("channels", [12, 96, 384, 1024])
-def test_triton_norm_matches_reference(dtype, layout, channels):
+@pytest.mark.parametrize("with_input_bias", [False, True])
+def test_triton_norm_matches_reference(dtype, layout, channels, with_input_bias):
     generator = torch.Generator(device="cuda").manual_seed(channels)
     x = torch.randn(1, channels, 3, 9, 17, device="cuda", generator=generator).to(dtype)
     gamma = 1 + 0.1 * torch.randn(channels, 1, 1, 1, device="cuda", generator=generator)
     bias = 0.1 * torch.randn(channels, 1, 1, 1, device="cuda", generator=generator)
+    input_bias = torch.randn(channels, device="cuda", generator=generator) if with_input_bias else None
     if layout != "contiguous":
         x = x.contiguous(memory_format=torch.channels_last_3d)
     out = None
@@ -34,8 +36,9 @@ def test_triton_norm_matches_reference(dtype, layout, channels):
         buffer = torch.full((1, channels, 5, 9, 17), float("nan"), device="cuda", dtype=dtype)
         buffer = buffer.contiguous(memory_format=torch.channels_last_3d)
         out = buffer[:, :, 2:]
-    result = rms_norm_silu(x, gamma, bias, channels ** 0.5, out=out)
-    reference = rms_norm_silu_reference(x.double(), gamma.double(), bias.double(), channels ** 0.5)
+    result = rms_norm_silu(x, gamma, bias, channels ** 0.5, out=out, input_bias=input_bias)
+    reference = rms_norm_silu_reference(x.double(), gamma.double(), bias.double(), channels ** 0.5,
+                                        input_bias=input_bias)
     assert not torch.isnan(result).any()
     assert _relative_error(result, reference) < (1e-5 if dtype == torch.float32 else 1e-2)
     if layout == "slice":
