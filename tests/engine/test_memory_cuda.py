@@ -66,8 +66,9 @@ def _decode_under_cap(vae, latent, path, settings, limit, from_chunk):
 # Tiles shrink what one step computes, not the causal cache, so they reach only so far below the untiled peak.
 # Measured on an H200 (2026-11-26) at 90% of the untiled need: Wan 2.1 both modes and Wan 2.2 exact went on in 1x2
 # or 2x2 tiles; Wan 2.2 fast mode could not, and ended with the clear error down to 4x8 tiles, also after fast mode
-# stopped keeping a second copy of the weights (why is not found yet: docs/benchmarks.md; the memory at each
-# back-off is printed for that).
+# stopped keeping a second copy of the weights. Not for want of memory in live tensors: 2x2 tiles need 5.1 GiB
+# above the weights uncapped, within the 5.9 GiB the cap leaves, but the cap counts what the caching allocator
+# holds, and at each back-off it held 6.6-6.9 GiB with 1.2 GiB in use (docs/benchmarks.md).
 DOES_NOT_FIT = {("wan2.2", "fast")}
 
 
