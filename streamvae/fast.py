@@ -17,10 +17,12 @@ What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/b
   the head's norm + SiLU too; the residual add happens in place. Float32 inside, like diffusers' norm.
 - `upsample`: diffusers' nearest upsample without its float32 round trip (nearest copies values: bit-identical).
 - `resample`: the upsampling blocks (and Wan 2.2's DupUp3D shortcut) keep channels-last: the temporal interleave
-  and the channel-to-space shuffle are one permute-copy each in that layout, where the originals' `torch.stack` and
-  `.contiguous()` turned activations back to NCDHW, which made the next norm, add and conv re-lay them out.
-- `taps`: 3x3x3 convs with 96-128 channels in and out (Wan 2.1's full-resolution level) as three 2-D convs over the frames, one per temporal tap, summed in place: cuDNN's 2-D kernels run the
-  96-channel ones ~30% faster on an H200 than its 3-D ones. Partial sums round to bf16 once more each.
+  is one permute-copy in that layout and DupUp3D's channel-to-space shuffle one Triton pass (streamvae/kernels),
+  where the originals' `torch.stack` and `.contiguous()` turned activations back to NCDHW, which made the next
+  norm, add and conv re-lay them out.
+- `taps`: 3x3x3 convs with 96-128 channels in and out (Wan 2.1's full-resolution level) as three 2-D convs over
+  the frames, one per temporal tap, summed in place: cuDNN's 2-D kernels run the 96-channel ones ~30% faster on
+  an H200 than its 3-D ones. Partial sums round to bf16 once more each.
 - `bias`: causal convs run without their bias, which is then added by one vectorised kernel (streamvae/kernels),
   together with the residual add where one follows, or by the norm that reads the conv's output next (a residual
   block's first conv): PyTorch adds a cuDNN conv's bias as a separate broadcast add that runs at about a third of
@@ -55,7 +57,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from .kernels import SubpixelUpsampleConv, add_channel_bias_, rms_norm_silu
+from .kernels import SubpixelUpsampleConv, add_channel_bias_, dup_up, rms_norm_silu
 
 FEATURES = frozenset({"layout", "conv", "norm", "upsample", "resample", "taps", "bias", "subpixel"})
 DISABLE_ENV = "STREAMVAE_FAST_DISABLE"  # e.g. "taps" or "taps,resample": to compare on a card not measured here
@@ -403,7 +405,7 @@ def _patch_upsample_conv(layers: nn.Module, patches: _Patches, memory_format: to
 
 
 def _patch_dup_up(dup: nn.Module, patches: _Patches) -> None:
-    """Wan 2.2's DupUp3D shortcut (repeat channels, then channels to time and space), in channels-last order."""
+    """Wan 2.2's DupUp3D shortcut (repeat channels, then channels to time and space), channels-last, one pass."""
     if type(dup).__name__ != "DupUp3D":
         return
     try:
@@ -412,10 +414,7 @@ def _patch_dup_up(dup: nn.Module, patches: _Patches) -> None:
         return
 
     def forward(x, first_chunk=False):
-        b, _, t, h, w = x.shape
-        y = x.permute(0, 2, 3, 4, 1).repeat_interleave(repeats, dim=-1)  # [b, t, h, w, c_in * repeats]
-        y = y.reshape(b, t, h, w, out_channels, factor_t, factor_s, factor_s).permute(0, 1, 5, 2, 6, 3, 7, 4)
-        y = y.reshape(b, t * factor_t, h * factor_s, w * factor_s, out_channels).permute(0, 4, 1, 2, 3)
+        y = dup_up(x, out_channels, factor_t, factor_s, repeats)
         return y[:, :, factor_t - 1:] if first_chunk else y
 
     patches.set(dup, "forward", forward)

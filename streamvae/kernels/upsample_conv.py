@@ -5,7 +5,8 @@ kernel taps share an input pixel depends only on the pixel's phase (row and colu
 is four 2x2 convolutions of the input before upsampling, one per phase, with kernels made by summing the taps
 that land on the same input pixel: 16 multiply-adds per input pixel and output channel instead of 36
 (2.25x fewer), and the 4x-sized upsampled tensor is never written. The four phases run as one convolution with
-4x the output channels; four strided copies then interleave them into the 2x image.
+4x the output channels; on CUDA one Triton pass then interleaves them into the 2x image and adds the bias
+(elsewhere: four strided copies, the bias added by the convolution).
 
 Same arithmetic up to rounding: the folded kernels are summed in float32 (or better) and rounded once to the
 weight's dtype.
@@ -19,6 +20,14 @@ from typing import Optional
 
 import torch
 import torch.nn.functional as F
+
+from .rms_norm import HAVE_TRITON
+
+if HAVE_TRITON:  # pragma: no cover - depends on the install
+    import triton
+    import triton.language as tl
+
+BLOCK = 1024
 
 # Which of the 3 kernel taps (along one axis) fall on the 2 input pixels a phase's window covers: phase 0 (even
 # output rows) sees input rows i-1, i, i; phase 1 (odd rows) sees i, i, i+1.
@@ -46,18 +55,65 @@ class SubpixelUpsampleConv:
         self.memory_format = memory_format
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        batch, _, height, width = x.shape
-        channels = self.out_channels
         # Padding 1 on every side gives (H+1) x (W+1) windows: phase (a, b) of output pixel (i, j) is window
         # (i + a, j + b), since phase 0 looks one input pixel up/left and phase 1 one down/right.
-        phases = F.conv2d(x, self.weight, self.bias, 1, 1).permute(0, 2, 3, 1)  # [N, H+1, W+1, 4*C]
-        out = torch.empty((batch, channels, 2 * height, 2 * width), dtype=phases.dtype, device=phases.device,
-                          memory_format=self.memory_format)
-        pixels = out.permute(0, 2, 3, 1).unflatten(2, (width, 2)).unflatten(1, (height, 2))  # [N, H, 2, W, 2, C]
-        for row_phase in (0, 1):
-            for col_phase in (0, 1):
-                phase = 2 * row_phase + col_phase
-                pixels[:, :, row_phase, :, col_phase].copy_(
-                    phases[:, row_phase:row_phase + height, col_phase:col_phase + width,
-                           phase * channels:(phase + 1) * channels])
-        return out
+        if _use_triton(x, self.memory_format):
+            # The bias goes in with the interleave: cuDNN's own bias add is a slow extra pass on channels-last.
+            return _interleave_triton(F.conv2d(x, self.weight, None, 1, 1), self.bias, self.out_channels)
+        return _interleave_torch(F.conv2d(x, self.weight, self.bias, 1, 1), self.out_channels, self.memory_format)
+
+
+def _use_triton(x: torch.Tensor, memory_format: torch.memory_format) -> bool:
+    return (HAVE_TRITON and x.is_cuda and memory_format == torch.channels_last
+            and x.dtype in (torch.float16, torch.bfloat16, torch.float32))
+
+
+def _interleave_torch(phases: torch.Tensor, channels: int, memory_format: torch.memory_format) -> torch.Tensor:
+    """`[N, 4C, H+1, W+1]` phase images -> `[N, C, 2H, 2W]`: four strided copies."""
+    batch, _, height, width = phases.shape[0], phases.shape[1], phases.shape[2] - 1, phases.shape[3] - 1
+    windows = phases.permute(0, 2, 3, 1)  # [N, H+1, W+1, 4C]
+    out = torch.empty((batch, channels, 2 * height, 2 * width), dtype=phases.dtype, device=phases.device,
+                      memory_format=memory_format)
+    pixels = out.permute(0, 2, 3, 1).unflatten(2, (width, 2)).unflatten(1, (height, 2))  # [N, H, 2, W, 2, C]
+    for row_phase in (0, 1):
+        for col_phase in (0, 1):
+            phase = 2 * row_phase + col_phase
+            pixels[:, :, row_phase, :, col_phase].copy_(
+                windows[:, row_phase:row_phase + height, col_phase:col_phase + width,
+                        phase * channels:(phase + 1) * channels])
+    return out
+
+
+def _interleave_triton(phases: torch.Tensor, bias: Optional[torch.Tensor], channels: int) -> torch.Tensor:
+    """The same interleave (plus the bias) as one pass writing the channels-last output in order."""
+    phases = phases.contiguous(memory_format=torch.channels_last)  # a no-op for cuDNN's channels-last output
+    batch, height, width = phases.shape[0], phases.shape[2] - 1, phases.shape[3] - 1
+    out = torch.empty((batch, channels, 2 * height, 2 * width), dtype=phases.dtype, device=phases.device,
+                      memory_format=torch.channels_last)
+    count = out.numel()
+    bias_arg = phases if bias is None else bias[:channels].to(torch.float32).contiguous()
+    _interleave_kernel[(triton.cdiv(count, BLOCK),)](phases, bias_arg, out, count, channels, height, width,
+                                                     HAS_BIAS=bias is not None, BLOCK=BLOCK, num_warps=4)
+    return out
+
+
+if HAVE_TRITON:  # pragma: no cover - runs on a GPU only
+
+    @triton.jit
+    def _interleave_kernel(phases_ptr, bias_ptr, out_ptr, count, channels, height, width,
+                           HAS_BIAS: tl.constexpr, BLOCK: tl.constexpr):
+        offsets = tl.program_id(0).to(tl.int64) * BLOCK + tl.arange(0, BLOCK)
+        mask = offsets < count
+        c = offsets % channels  # output element (n, y, x, c) in channels-last order
+        rest = offsets // channels
+        x = rest % (2 * width)
+        rest = rest // (2 * width)
+        y = rest % (2 * height)
+        n = rest // (2 * height)
+        row_phase, col_phase = y % 2, x % 2
+        window = (n * (height + 1) + y // 2 + row_phase) * (width + 1) + x // 2 + col_phase
+        source = window * (4 * channels) + (2 * row_phase + col_phase) * channels + c
+        value = tl.load(phases_ptr + source, mask=mask).to(tl.float32)
+        if HAS_BIAS:
+            value += tl.load(bias_ptr + c, mask=mask)
+        tl.store(out_ptr + offsets, value.to(out_ptr.dtype.element_ty), mask=mask)

@@ -130,3 +130,38 @@ def test_temporal_taps_on_the_gpu(features):
         finally:
             patches.undo()
     assert _relative_error(got, expected) < 1e-2
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+def test_triton_subpixel_interleave_matches_the_copies(dtype):
+    """The one-pass interleave (+ bias) against the four strided copies, on the same phase images; odd sizes."""
+    from streamvae.kernels import upsample_conv
+
+    generator = torch.Generator(device="cuda").manual_seed(9)
+    phases = torch.randn(3, 4 * 12, 6, 8, device="cuda", generator=generator).to(dtype)
+    phases = phases.contiguous(memory_format=torch.channels_last)
+    bias = torch.randn(12, device="cuda", generator=generator).to(dtype).repeat(4)
+    plain = upsample_conv._interleave_triton(phases, None, 12)
+    assert plain.shape == (3, 12, 10, 14) and plain.is_contiguous(memory_format=torch.channels_last)
+    assert torch.equal(plain, upsample_conv._interleave_torch(phases, 12, torch.channels_last))
+    with_bias = upsample_conv._interleave_triton(phases, bias, 12)
+    expected = upsample_conv._interleave_torch(phases.double() + bias.double().reshape(1, -1, 1, 1), 12,
+                                               torch.channels_last)
+    assert _relative_error(with_bias, expected) < (1e-7 if dtype == torch.float32 else 1e-2)
+
+
+@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
+@pytest.mark.parametrize("channels", [(16, 16, 2, 2), (16, 8, 1, 2), (8, 16, 2, 2)], ids=str)
+def test_triton_dup_up_matches_the_reference(memory_format, channels):
+    """Wan 2.2's DupUp3D shuffle (in, out, factor_t, factor_s): a copy, so bit for bit."""
+    from streamvae.kernels.dup_up import dup_up, dup_up_reference
+
+    in_channels, out_channels, factor_t, factor_s = channels
+    repeats = out_channels * factor_t * factor_s * factor_s // in_channels
+    x = torch.randn(2, in_channels, 3, 5, 7, device="cuda").to(torch.bfloat16).contiguous(memory_format=memory_format)
+    got = dup_up(x, out_channels, factor_t, factor_s, repeats)
+    assert got.shape == (2, out_channels, 3 * factor_t, 5 * factor_s, 7 * factor_s)
+    assert got.is_contiguous(memory_format=torch.channels_last_3d)
+    assert torch.equal(got, dup_up_reference(x, out_channels, factor_t, factor_s, repeats))
