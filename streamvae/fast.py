@@ -32,8 +32,9 @@ What fast mode changes, per feature (`FEATURES`; each was measured alone, docs/b
   upsampled tensor. The folded kernels round to bf16 once, so this is not bit-identical.
 
 Measured (H200, bf16, chunk loop only, 2026-11-26): Wan 2.1 1280x720x161 8.28 s eager -> 4.01 s, Wan 2.2
-1280x704x121 5.88 s -> 3.67 s; PSNR vs exact 48.1 / 50.8 dB. `bias`, measured later against the rest: Wan 2.1
-4.02 -> 3.74 s, Wan 2.2 3.70 -> 3.57 s, PSNR unchanged. Per-feature numbers in docs/benchmarks.md.
+1280x704x121 5.88 s -> 3.67 s with the first six features; with `bias` and `subpixel` too, 3.31 s and 3.20 s
+(later runs, each feature against the rest). PSNR vs exact 47.9 / 50.5 dB. Per-feature numbers in
+docs/benchmarks.md.
 
 Causal-cache slots of patched residual blocks hold two frames always (a zero frame in front after the first
 chunk), which is the same convolution input the original one-frame entry plus zero padding gives; the slots are
