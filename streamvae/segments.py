@@ -37,9 +37,9 @@ _POLL_SECONDS = 0.05
 # Frames waiting for each encoder. Few are needed: x264 takes frames into its own look-ahead at once, and the
 # producer only has to stay ahead of the encoder it is feeding now.
 _INBOX_FRAMES = 8
-# About the shortest segment the end of a video is cut into. Each segment costs a keyframe: cutting 161 frames'
-# last 33 into 17, 8, 4, 4 left 0.14-0.18 s to encode after the last frame instead of 0.48 s, but made the file
-# 8.7% bigger (libx264 crf 23, panned photographs, H200 machine); 17, 8, 8 is one keyframe fewer.
+# About the shortest segment the end of a video is cut into. Each segment costs a keyframe. For 161 frames (libx264
+# crf 23, panned photographs, H200 machine, docs/benchmarks.md) equal segments left 0.42-0.48 s to encode after the
+# last frame; 17, 8, 4, 4 at the end left 0.12-0.18 s for a file 8.7% bigger; 17, 8, 8 (this) 0.18 s and 5.4%.
 SHORTEST_TAIL_SEGMENT = 8
 
 
