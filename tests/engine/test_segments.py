@@ -73,7 +73,7 @@ def test_the_end_of_a_video_of_known_length_is_cut_finer():
             lengths.append(length)
             done += length
         assert done == total and max(lengths) <= 32, total
-        assert lengths[-1] <= 2 * SHORTEST_TAIL_SEGMENT or total < 2 * SHORTEST_TAIL_SEGMENT, total
+        assert lengths[-1] < 2 * SHORTEST_TAIL_SEGMENT, total
 
 
 def test_a_finer_cut_end_joins_like_the_rest(tmp_path):
