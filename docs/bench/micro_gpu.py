@@ -7,6 +7,7 @@ import torch.nn.functional as F
 from streamvae.decoders import decoder_for
 from streamvae.decoders.tiling import TileGrid
 from streamvae.fast import fast_kernels
+from streamvae.kernels import upsample_conv
 from streamvae.synthetic import random_latent, random_wan_vae
 
 OUT = os.environ.get("OUT", "/tmp")
@@ -95,29 +96,9 @@ def conv_variants(xshape, wshape):
     return {k: (round(v, 3) if isinstance(v, float) else v) for k, v in out.items()}
 
 
-def subpixel_weight(w):
-    """[Co, Ci, 3, 3] conv after nearest 2x upsample -> [4*Co, Ci, 2, 2] on the low-res input padded by 1."""
-    rows = {0: [w[:, :, 0], w[:, :, 1] + w[:, :, 2]], 1: [w[:, :, 0] + w[:, :, 1], w[:, :, 2]]}
-    phases = []
-    for a in (0, 1):
-        r = torch.stack(rows[a], 2)  # [Co, Ci, 2, 3]
-        cols = {0: [r[..., 0], r[..., 1] + r[..., 2]], 1: [r[..., 0] + r[..., 1], r[..., 2]]}
-        for b in (0, 1):
-            phases.append(torch.stack(cols[b], -1))
-    return torch.cat(phases, 0)
-
-
 def subpixel(x, w4, cout):
-    n, _, h, wd = x.shape
-    y = F.conv2d(x, w4, None, 1, 1)  # [n, 4co, h+1, w+1]
-    out = torch.empty(n, cout, 2 * h, 2 * wd, device=x.device, dtype=x.dtype, memory_format=torch.channels_last)
-    o = out.permute(0, 2, 3, 1).view(n, h, 2, wd, 2, cout)
-    yl = y.permute(0, 2, 3, 1)  # n, h+1, w+1, 4co
-    for a in (0, 1):
-        for b in (0, 1):
-            p = 2 * a + b
-            o[:, :, a, :, b].copy_(yl[:, a:a + h, b:b + wd, p * cout:(p + 1) * cout])
-    return out
+    """The sub-pixel conv as measured: one conv, then the four-copy interleave (no Triton pass yet)."""
+    return upsample_conv._interleave_torch(F.conv2d(x, w4, None, 1, 1), cout, torch.channels_last)
 
 
 def up_variants(xshape, wshape):
@@ -126,7 +107,7 @@ def up_variants(xshape, wshape):
     x = torch.randn(xshape, device="cuda", dtype=torch.bfloat16).contiguous(memory_format=torch.channels_last)
     wt = (torch.randn(wshape, device="cuda") * 0.02)
     w2 = wt.to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
-    w4 = subpixel_weight(wt).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
+    w4 = upsample_conv.fold_weight(wt).to(torch.bfloat16).contiguous(memory_format=torch.channels_last)
     ref = lambda: F.conv2d(F.interpolate(x, scale_factor=2.0, mode="nearest"), w2, None, 1, 1)
     r = {"upsample_conv": bench(ref), "subpixel": bench(lambda: subpixel(x, w4, cout)),
          "subpixel_conv_only": bench(lambda: F.conv2d(x, w4, None, 1, 1)),
