@@ -14,7 +14,7 @@ from typing import Optional
 
 import torch
 
-from .rms_norm import HAVE_TRITON
+from .triton_support import HAVE_TRITON, triton_takes
 
 if HAVE_TRITON:  # pragma: no cover - depends on the install
     import triton
@@ -32,8 +32,7 @@ def _channels_last_dense(t: torch.Tensor) -> bool:
 
 
 def _use_triton(out: torch.Tensor, bias: torch.Tensor, residual: Optional[torch.Tensor]) -> bool:
-    return (HAVE_TRITON and out.is_cuda and out.dtype in (torch.float16, torch.bfloat16, torch.float32)
-            and _channels_last_dense(out) and bias.numel() == out.shape[1]
+    return (triton_takes(out) and _channels_last_dense(out) and bias.numel() == out.shape[1]
             and (residual is None or (residual.shape == out.shape and residual.stride() == out.stride()
                                       and residual.dtype == out.dtype)))
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from .rms_norm import HAVE_TRITON
+from .triton_support import HAVE_TRITON, triton_takes
 
 if HAVE_TRITON:  # pragma: no cover - depends on the install
     import triton
@@ -23,7 +23,7 @@ BLOCK = 1024
 
 def dup_up(x: torch.Tensor, out_channels: int, factor_t: int, factor_s: int, repeats: int) -> torch.Tensor:
     """`[B, C_in, T, H, W]` -> `[B, out_channels, T * factor_t, H * factor_s, W * factor_s]`, channels_last_3d."""
-    if HAVE_TRITON and x.is_cuda and x.dtype in (torch.float16, torch.bfloat16, torch.float32):
+    if triton_takes(x):
         return _dup_up_triton(x, out_channels, factor_t, factor_s, repeats)
     return dup_up_reference(x, out_channels, factor_t, factor_s, repeats)
 

@@ -18,13 +18,11 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-try:  # pragma: no cover - depends on the install
+from .triton_support import HAVE_TRITON, triton_takes
+
+if HAVE_TRITON:  # pragma: no cover - depends on the install
     import triton
     import triton.language as tl
-
-    HAVE_TRITON = True
-except ImportError:  # CPU-only or Windows installs
-    HAVE_TRITON = False
 
 EPS = 1e-12  # F.normalize's default
 
@@ -62,7 +60,7 @@ def _position_stride(t: torch.Tensor) -> Optional[int]:
 
 
 def _use_triton(x: torch.Tensor, out: Optional[torch.Tensor]) -> bool:
-    return (HAVE_TRITON and x.is_cuda and x.dim() == 5 and x.dtype in (torch.float16, torch.bfloat16, torch.float32)
+    return (triton_takes(x) and x.dim() == 5
             and x.shape[1] <= 4096 and _position_stride(x) is not None
             and (out is None or _position_stride(out) is not None))
 

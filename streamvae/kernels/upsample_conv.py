@@ -20,7 +20,7 @@ from typing import Optional
 import torch
 import torch.nn.functional as F
 
-from .rms_norm import HAVE_TRITON
+from .triton_support import HAVE_TRITON, triton_takes
 
 if HAVE_TRITON:  # pragma: no cover - depends on the install
     import triton
@@ -63,8 +63,7 @@ class SubpixelUpsampleConv:
 
 
 def _use_triton(x: torch.Tensor, memory_format: torch.memory_format) -> bool:
-    return (HAVE_TRITON and x.is_cuda and memory_format == torch.channels_last
-            and x.dtype in (torch.float16, torch.bfloat16, torch.float32))
+    return triton_takes(x) and memory_format == torch.channels_last
 
 
 def _interleave_torch(phases: torch.Tensor, channels: int, memory_format: torch.memory_format) -> torch.Tensor:
