@@ -1,4 +1,5 @@
-"""Fast mode's GPU kernels against their references, and the patched decoders against exact mode. Run on a GPU."""
+"""Fast mode on cuDNN: the patched decoders against exact mode, and `taps` against the 3-D conv. Run on a GPU.
+The Triton kernels alone are checked in test_triton_kernels.py."""
 
 import numpy as np
 import pytest
@@ -6,7 +7,6 @@ import torch
 
 from streamvae.decoders import decoder_for
 from streamvae.fast import FEATURES, fast_kernels, is_patched
-from streamvae.kernels import HAVE_TRITON, add_channel_bias_, rms_norm_silu, rms_norm_silu_reference
 
 from conftest import latent_for, tiny_diffusers_vae
 
@@ -16,51 +16,6 @@ pytestmark = [pytest.mark.cuda,
 
 def _relative_error(a, b):
     return ((a.double() - b.double()).norm() / b.double().norm()).item()
-
-
-@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("layout", ["contiguous", "channels_last", "slice"])
-@pytest.mark.parametrize("channels", [12, 96, 384, 1024])
-@pytest.mark.parametrize("with_input_bias", [False, True])
-def test_triton_norm_matches_reference(dtype, layout, channels, with_input_bias):
-    generator = torch.Generator(device="cuda").manual_seed(channels)
-    x = torch.randn(1, channels, 3, 9, 17, device="cuda", generator=generator).to(dtype)
-    gamma = 1 + 0.1 * torch.randn(channels, 1, 1, 1, device="cuda", generator=generator)
-    bias = 0.1 * torch.randn(channels, 1, 1, 1, device="cuda", generator=generator)
-    input_bias = torch.randn(channels, device="cuda", generator=generator) if with_input_bias else None
-    if layout != "contiguous":
-        x = x.contiguous(memory_format=torch.channels_last_3d)
-    out = None
-    if layout == "slice":  # poisoned buffer: every element of the slice must be written, nothing else
-        buffer = torch.full((1, channels, 5, 9, 17), float("nan"), device="cuda", dtype=dtype)
-        buffer = buffer.contiguous(memory_format=torch.channels_last_3d)
-        out = buffer[:, :, 2:]
-    result = rms_norm_silu(x, gamma, bias, channels ** 0.5, out=out, input_bias=input_bias)
-    reference = rms_norm_silu_reference(x.double(), gamma.double(), bias.double(), channels ** 0.5,
-                                        input_bias=input_bias)
-    assert not torch.isnan(result).any()
-    assert _relative_error(result, reference) < (1e-5 if dtype == torch.float32 else 1e-2)
-    if layout == "slice":
-        assert torch.isnan(buffer[:, :, :2]).all()
-
-
-@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("shape", [(1, 96, 3, 9, 17), (4, 192, 9, 17), (1, 3, 2, 5, 7)])
-@pytest.mark.parametrize("with_residual", [False, True])
-def test_triton_channel_bias_matches_reference(dtype, shape, with_residual):
-    generator = torch.Generator(device="cuda").manual_seed(shape[1])
-    memory_format = torch.channels_last_3d if len(shape) == 5 else torch.channels_last
-    out = torch.randn(shape, device="cuda", generator=generator).to(dtype).contiguous(memory_format=memory_format)
-    residual = torch.randn(shape, device="cuda", generator=generator).to(dtype).contiguous(
-        memory_format=memory_format) if with_residual else None
-    bias = torch.randn(shape[1], device="cuda", generator=generator).to(dtype)
-    channel = (1, -1) + (1,) * (len(shape) - 2)
-    reference = out.double() + bias.double().reshape(channel) + (residual.double() if with_residual else 0)
-    result = add_channel_bias_(out, bias, residual)
-    assert result.data_ptr() == out.data_ptr()  # in place
-    assert _relative_error(result, reference) < (1e-6 if dtype == torch.float32 else 1e-2)
 
 
 def _uint8(x):
@@ -130,38 +85,3 @@ def test_temporal_taps_on_the_gpu(features):
         finally:
             patches.undo()
     assert _relative_error(got, expected) < 1e-2
-
-
-@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
-@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-def test_triton_subpixel_interleave_matches_the_copies(dtype):
-    """The one-pass interleave (+ bias) against the four strided copies, on the same phase images; odd sizes."""
-    from streamvae.kernels import upsample_conv
-
-    generator = torch.Generator(device="cuda").manual_seed(9)
-    phases = torch.randn(3, 4 * 12, 6, 8, device="cuda", generator=generator).to(dtype)
-    phases = phases.contiguous(memory_format=torch.channels_last)
-    bias = torch.randn(12, device="cuda", generator=generator).to(dtype).repeat(4)
-    plain = upsample_conv._interleave_triton(phases, None, 12)
-    assert plain.shape == (3, 12, 10, 14) and plain.is_contiguous(memory_format=torch.channels_last)
-    assert torch.equal(plain, upsample_conv._interleave_torch(phases, 12, torch.channels_last))
-    with_bias = upsample_conv._interleave_triton(phases, bias, 12)
-    expected = upsample_conv._interleave_torch(phases.double() + bias.double().reshape(1, -1, 1, 1), 12,
-                                               torch.channels_last)
-    assert _relative_error(with_bias, expected) < (1e-7 if dtype == torch.float32 else 1e-2)
-
-
-@pytest.mark.skipif(not HAVE_TRITON, reason="needs Triton")
-@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last_3d])
-@pytest.mark.parametrize("channels", [(16, 16, 2, 2), (16, 8, 1, 2), (8, 16, 2, 2)], ids=str)
-def test_triton_dup_up_matches_the_reference(memory_format, channels):
-    """Wan 2.2's DupUp3D shuffle (in, out, factor_t, factor_s): a copy, so bit for bit."""
-    from streamvae.kernels.dup_up import dup_up, dup_up_reference
-
-    in_channels, out_channels, factor_t, factor_s = channels
-    repeats = out_channels * factor_t * factor_s * factor_s // in_channels
-    x = torch.randn(2, in_channels, 3, 5, 7, device="cuda").to(torch.bfloat16).contiguous(memory_format=memory_format)
-    got = dup_up(x, out_channels, factor_t, factor_s, repeats)
-    assert got.shape == (2, out_channels, 3 * factor_t, 5 * factor_s, 7 * factor_s)
-    assert got.is_contiguous(memory_format=torch.channels_last_3d)
-    assert torch.equal(got, dup_up_reference(x, out_channels, factor_t, factor_s, repeats))
