@@ -58,13 +58,14 @@ def write_video(source: FrameSource, path: os.PathLike | str, settings: EncodeSe
                 started: Optional[float] = None) -> DecodeStats:
     """Stream `source` into a finished file at `path`; on any failure or cancel no file is left behind."""
     _check_run_options(mode, slots)
-    resolved = resolve(settings, (source.width, source.height))  # every setting checked before decoding
+    # Every setting checked before decoding; resolved once, for the layout and the writer.
+    resolved = resolve(settings, (source.width, source.height), source.total_frames)
     started = time.perf_counter() if started is None else started
     peak_vram = peak_vram_tracker(torch.device(source.device))
     layout = layout_for(mode, resolved.pix_fmt)  # fast mode: yuv420p planes made on the device
     with PeakRSS() as rss, VideoWriter(path, settings, source.width, source.height, audio=audio,
                                        metadata=metadata, input_format=layout.pix_fmt,
-                                       frames=source.total_frames) as writer:
+                                       frames=source.total_frames, resolved=resolved) as writer:
         result = run_to_consumer(source, writer.write, mode=mode, slots=slots, progress=progress, cancel=cancel,
                                  preview_width=preview_width, layout=layout)
         final_path = writer.finish()

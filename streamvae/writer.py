@@ -52,17 +52,20 @@ def even_padding(width: int, height: int, pix_fmt: str) -> tuple[int, int]:
 class VideoWriter:
     """One output file. Use as a context manager: leaving it with an exception removes the temporary file.
 
-    `frames`, the video's length when the caller knows it, lets the encoder settings suit very short videos."""
+    `frames`, the video's length when the caller knows it, lets the encoder settings suit very short videos.
+    `resolved`: the settings already resolved for this size and length, by a caller that needed them first."""
 
     def __init__(self, path: os.PathLike | str, settings: EncodeSettings, width: int, height: int, *,
                  audio: Optional[dict] = None, metadata: Optional[dict] = None, input_format: str = "rgb24",
-                 frames: Optional[int] = None):
+                 frames: Optional[int] = None, resolved: Optional[ResolvedEncoder] = None):
         import av  # noqa: PLC0415
 
         self.path = Path(path)
         check_output_path(self.path)
         self.settings = settings
-        self.resolved: ResolvedEncoder = resolve(settings, (width, height), frames)
+        # A caller that needed the resolved settings first (to pick the frames' layout) hands them over, so that
+        # what resolving logs (NVENC missing, say) is logged once.
+        self.resolved: ResolvedEncoder = resolved or resolve(settings, (width, height), frames)
         self.total_frames = frames
         if input_format != "rgb24" and not input_format == self.resolved.pix_fmt == "yuv420p":
             raise StreamVAEError(f"frames in {input_format} can't be written to a {self.resolved.pix_fmt} video; "

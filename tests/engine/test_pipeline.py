@@ -134,3 +134,14 @@ def test_bad_options_are_refused_before_decoding(wan21_vae, tmp_path, options, m
 def test_missing_output_folder_is_refused(wan21_vae, tmp_path):
     with pytest.raises(StreamVAEError, match="does not exist"):
         decode_to_video(wan21_vae, latent_for(wan21_vae), tmp_path / "missing" / "x.mp4", fps=16)
+
+
+def test_a_missing_nvenc_is_reported_once(wan21_vae, tmp_path, caplog):
+    """Asked for NVENC on a machine without it (here: no GPU), the decode falls back to the CPU encoder and says
+    so once, not once for each place that reads the settings."""
+    with caplog.at_level("WARNING", logger="streamvae"):
+        decode_to_video(wan21_vae, latent_for(wan21_vae), tmp_path / "x.mp4", fps=16, encoder="nvenc",
+                        preset="ultrafast")
+    warnings = [record for record in caplog.records if "not available on this machine" in record.getMessage()]
+    assert len(warnings) == 1, [record.getMessage() for record in caplog.records]
+    assert read_video(tmp_path / "x.mp4").frames.shape[0] == 9
