@@ -19,7 +19,7 @@ def test_triton_kernels_under_the_interpreter():
     env = {**os.environ, "TRITON_INTERPRET": "1", "CUDA_VISIBLE_DEVICES": ""}  # the CPU even where a GPU is
     # From the repository root, so that `python -m pytest` imports this checkout's package, whatever is installed.
     result = subprocess.run([sys.executable, "-m", "pytest", str(KERNEL_TESTS), "-q", "-p", "no:cacheprovider"],
-                            cwd=KERNEL_TESTS.parents[2], env=env, capture_output=True, text=True, timeout=900)
+                            cwd=KERNEL_TESTS.parents[2], env=env, capture_output=True, text=True, timeout=300)
     summary = result.stdout.strip().splitlines()[-1] if result.stdout.strip() else result.stderr[-2000:]
     assert result.returncode == 0, result.stdout[-6000:] + result.stderr[-2000:]
     assert " passed" in summary and "skipped" not in summary, summary
