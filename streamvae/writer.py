@@ -65,7 +65,7 @@ class VideoWriter:
         self.settings = settings
         # A caller that needed the resolved settings first (to pick the frames' layout) hands them over, so that
         # what resolving logs (NVENC missing, say) is logged once.
-        self.resolved: ResolvedEncoder = resolved or resolve(settings, (width, height), frames)
+        self.resolved = resolved if resolved is not None else resolve(settings, (width, height), frames)
         self.total_frames = frames
         if input_format != "rgb24" and not input_format == self.resolved.pix_fmt == "yuv420p":
             raise StreamVAEError(f"frames in {input_format} can't be written to a {self.resolved.pix_fmt} video; "
