@@ -164,13 +164,17 @@ def build_vae(case: BenchCase):
     return random_wan_vae(case.arch, device=case.device, dtype=case.dtype)
 
 
+def psnr_db(a, b) -> float:
+    """PSNR in dB of two 8-bit frame sets of the same shape (numpy arrays or tensors); inf when identical."""
+    mse = torch.mean((torch.as_tensor(a, dtype=torch.float64) - torch.as_tensor(b, dtype=torch.float64)) ** 2).item()
+    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+
+
 def fast_mode_psnr(vae, latent: torch.Tensor, latent_frames: int = 6) -> float:
     """PSNR (dB) of fast mode's frames against exact mode's, on the decoder's own pixels (no content swap)."""
     short = latent[:, :, :latent_frames]
-    exact = torch.cat(list(iter_frames(vae, short, mode="exact"))).double()
-    fast = torch.cat(list(iter_frames(vae, short, mode="fast"))).double()
-    mse = torch.mean((exact - fast) ** 2).item()
-    return float("inf") if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
+    return psnr_db(torch.cat(list(iter_frames(vae, short, mode="exact"))),
+                   torch.cat(list(iter_frames(vae, short, mode="fast"))))
 
 
 def run_bench(case: BenchCase, out_dir: Path, *, crf: int = 23, preset: str = "medium",

@@ -8,9 +8,9 @@ import subprocess
 import sys
 import time
 
-import numpy as np
 import torch
 
+from streamvae.bench import psnr_db
 from streamvae.decoders import decoder_for
 from streamvae.fast import FEATURES, fast_kernels
 from streamvae.synthetic import random_latent, random_wan_vae
@@ -41,11 +41,6 @@ def frames(decoder, latent, features):
     return ((torch.cat(chunks, 2).clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8).numpy()
 
 
-def psnr(a, b):
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 10 * np.log10(255 ** 2 / mse)
-
-
 def main():
     smi = subprocess.run(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"],
                          capture_output=True, text=True).stdout.strip()
@@ -65,7 +60,7 @@ def main():
                 case.setdefault(name, []).append({"seconds": round(seconds, 3), "peak_gib": round(peak, 2)})
                 print(arch, name, round(seconds, 3), "s", round(peak, 2), "GiB", flush=True)
         exact = frames(decoder, short, None)
-        case["psnr_vs_exact_db"] = {name: round(psnr(frames(decoder, short, features), exact), 2)
+        case["psnr_vs_exact_db"] = {name: round(psnr_db(frames(decoder, short, features), exact), 2)
                                     for name, features in VARIANTS.items()}
         print(arch, case["psnr_vs_exact_db"], flush=True)
         results["cases"][arch] = case

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 import torch.nn as nn
 
+from streamvae.bench import psnr_db
 from streamvae.decoders import decoder_for
 from streamvae.synthetic import random_latent, random_wan_vae
 
@@ -91,11 +92,6 @@ def frames(vae, latent) -> np.ndarray:
     return ((video.clamp(-1, 1) + 1) / 2 * 255).round().to(torch.uint8).numpy()
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else round(10 * np.log10(255 ** 2 / mse), 2)
-
-
 def main():
     torch.manual_seed(0)
     results = {"env": {"torch": torch.__version__, "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
@@ -120,9 +116,9 @@ def main():
                 outputs[name] = frames(vae, latent)
             finally:
                 unpatch(vae.decoder)
-            case["psnr_vs_fp32_db"][name] = psnr(outputs[name], reference)
+            case["psnr_vs_fp32_db"][name] = round(psnr_db(outputs[name], reference), 2)
             if name != "bf16":
-                case["psnr_vs_bf16_db"][name] = psnr(outputs[name], outputs["bf16"])
+                case["psnr_vs_bf16_db"][name] = round(psnr_db(outputs[name], outputs["bf16"]), 2)
             print(arch, name, case["psnr_vs_fp32_db"][name], "dB vs fp32,", case["psnr_vs_bf16_db"].get(name, "-"),
                   f"dB vs bf16 ({time.perf_counter() - started:.0f} s)", flush=True)
         results["cases"][arch] = case
