@@ -7,7 +7,7 @@ import sys
 import torch
 from safetensors.torch import save_file
 
-from videos import read_video
+from support.videos import read_video
 
 
 def run_cli(*args, cwd=None):

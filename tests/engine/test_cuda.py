@@ -6,8 +6,8 @@ import torch
 
 from streamvae import PINNED_POOL, decode_to_video, iter_frames
 
-from conftest import latent_for, stock_bytes, tiny_diffusers_vae
-from videos import read_video
+from support.tiny_vaes import latent_for, stock_bytes, tiny_diffusers_vae
+from support.videos import psnr, read_video
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
@@ -53,8 +53,7 @@ def test_fast_mode_is_close_to_exact_and_restores_the_model(tmp_path):
     latent = latent_for(vae, latent_frames=5, height=16, width=24)
     exact = torch.cat(list(iter_frames(vae, latent, mode="exact"))).double()
     fast = torch.cat(list(iter_frames(vae, latent, mode="fast"))).double()
-    psnr = 10 * np.log10(255.0 ** 2 / max(torch.mean((exact - fast) ** 2).item(), 1e-12))
-    assert psnr >= 44  # the tiny model's bf16 rounding bounds it (test_fast_cuda compares both to fp32); 44.8 seen
+    assert psnr(exact, fast) >= 44  # the tiny model's bf16 rounding bounds it (test_fast_cuda compares both to fp32); 44.8 seen
     assert all(p.is_contiguous() for p in vae.parameters())
 
 

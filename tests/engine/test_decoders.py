@@ -8,7 +8,7 @@ import torch
 from streamvae import StreamVAEError, decoder_for
 from streamvae.decoders import GenericDecoder, WanChunkDecoder
 
-from conftest import comfy_chunk_decoder, latent_for
+from support.tiny_vaes import cpu_decoder_of_comfy_model, latent_for
 
 
 def _decode_chunks(decoder, latent):
@@ -32,7 +32,7 @@ def test_diffusers_chunks_equal_model_decode(diffusers_vae):
 
 def test_comfy_chunks_equal_model_decode(comfy_wan_model):
     latent = torch.randn(1, comfy_wan_model.z_dim, 4, 4, 6, generator=torch.Generator().manual_seed(1))
-    decoder = comfy_chunk_decoder(comfy_wan_model)
+    decoder = cpu_decoder_of_comfy_model(comfy_wan_model)
     chunks = _decode_chunks(decoder, latent)
     with torch.no_grad():
         reference = comfy_wan_model.decode(latent)

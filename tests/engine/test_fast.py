@@ -8,7 +8,8 @@ from streamvae.decoders import decoder_for
 from streamvae.fast import FEATURES, fast_kernels, is_patched, with_fast_kernels
 from streamvae.kernels import rms_norm_silu, rms_norm_silu_reference
 
-from conftest import comfy_chunk_decoder, latent_for
+from support.tiny_vaes import cpu_decoder_of_comfy_model, latent_for
+from support.videos import relative_error as _relative_error
 
 
 def _state(module):
@@ -37,10 +38,6 @@ def _chunks(decoder, latent, features=None, memory_format=None):
             return torch.cat(list(decoder.chunks(latent)), 2)
 
 
-def _relative_error(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
-
-
 FEATURE_SETS = [frozenset({"conv"}), FEATURES]
 
 
@@ -64,7 +61,7 @@ def test_diffusers_fast_equals_exact(diffusers_vae, features):
 @pytest.mark.parametrize("features", FEATURE_SETS, ids=lambda f: "+".join(sorted(f)))
 def test_comfy_fast_equals_exact(comfy_wan_model, features):
     latent = torch.randn(1, comfy_wan_model.z_dim, 3, 4, 6, generator=torch.Generator().manual_seed(3))
-    _assert_fast_equals_exact(comfy_chunk_decoder(comfy_wan_model), latent, features)
+    _assert_fast_equals_exact(cpu_decoder_of_comfy_model(comfy_wan_model), latent, features)
 
 
 def test_channels_last_buffers_on_cpu(diffusers_vae):

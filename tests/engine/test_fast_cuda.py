@@ -1,30 +1,22 @@
 """Fast mode on cuDNN: the patched decoders against exact mode, and `taps` against the 3-D conv. Run on a GPU.
 The Triton kernels alone are checked in test_triton_kernels.py."""
 
-import numpy as np
 import pytest
 import torch
 
 from streamvae.decoders import decoder_for
 from streamvae.fast import FEATURES, fast_kernels, is_patched
 
-from conftest import latent_for, tiny_diffusers_vae
+from support.tiny_vaes import latent_for, tiny_diffusers_vae
+from support.videos import psnr as _psnr
+from support.videos import relative_error as _relative_error
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
 
 
-def _relative_error(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
-
-
 def _uint8(x):
     return ((x.float().clamp(-1, 1) + 1) / 2 * 255).to(torch.uint8).cpu()
-
-
-def _psnr(a, b):
-    mse = torch.mean((a.double() - b.double()) ** 2).item()
-    return 10 * np.log10(255.0 ** 2 / max(mse, 1e-12))
 
 
 @pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])

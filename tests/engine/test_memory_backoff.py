@@ -13,12 +13,12 @@ import av
 import numpy as np
 import pytest
 import torch
-from conftest import comfy_chunk_decoder, latent_for, tiny_diffusers_vae
 
 import streamvae
 from streamvae.decoders import decoder_for
 from streamvae.decoders.tiling import MIN_SHARE, TileGrid
 from streamvae.errors import StreamVAEError
+from support.tiny_vaes import cpu_decoder_of_comfy_model, latent_for, tiny_diffusers_vae
 
 LATENT_SIZE = 16  # latent pixels a side: room for 2x2 tiles of MIN_SHARE
 
@@ -109,7 +109,7 @@ def test_out_of_memory_mid_video_keeps_the_frames_before_and_goes_on_in_tiles(ar
 
 
 def test_comfyui_wan_vae_backs_off_too(comfy_wan_model):
-    decoder = comfy_chunk_decoder(comfy_wan_model)
+    decoder = cpu_decoder_of_comfy_model(comfy_wan_model)
     latent = torch.randn(1, decoder.parts.latent_channels, 3, LATENT_SIZE, LATENT_SIZE,
                          generator=torch.Generator().manual_seed(1))
     whole = decode(decoder, latent)

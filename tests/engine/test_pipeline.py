@@ -10,8 +10,8 @@ import streamvae
 from streamvae import Cancelled, EncoderError, StreamVAEError, decode_to_video, iter_frames
 from streamvae.writer import VideoWriter
 
-from conftest import latent_for, stock_bytes
-from videos import read_video
+from support.tiny_vaes import latent_for, stock_bytes
+from support.videos import read_video
 
 
 def test_exact_mode_file_holds_stock_comfyui_bytes(diffusers_vae, tmp_path, no_thread_left):

@@ -12,15 +12,12 @@ from streamvae.kernels.channel_bias import add_channel_bias_
 from streamvae.kernels.dup_up import dup_up, dup_up_reference
 from streamvae.kernels.rms_norm import rms_norm_silu, rms_norm_silu_reference
 from streamvae.kernels.triton_support import HAVE_TRITON, INTERPRETED, triton_takes
+from support.videos import relative_error as _relative_error
 
 DEVICE = "cpu" if INTERPRETED else "cuda"
 pytestmark = pytest.mark.skipif(
     not HAVE_TRITON or not (INTERPRETED or torch.cuda.is_available()),
     reason="needs Triton, and a CUDA GPU or TRITON_INTERPRET=1 (test_triton_interpreted.py runs it so)")
-
-
-def _relative_error(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -22,9 +22,10 @@ from streamvae import PINNED_POOL, Cancelled, decode_to_video
 from streamvae.slots import MAX_POOLED_BYTES
 from streamvae.synthetic import random_latent, random_wan_vae
 
-from rel_support import CancelAfter, count_from_env, engine_threads, partial_files, read_video
+from support.process_checks import CancelAfter, count_from_env, engine_threads
+from support.videos import partial_files, read_video
 
-pytestmark = [pytest.mark.cuda,
+pytestmark = [pytest.mark.cuda, pytest.mark.soak,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
 
 # (frames, height, width) per family: Wan 2.1 sizes are multiples of 8, Wan 2.2's of 16.
@@ -100,7 +101,7 @@ def test_gpu_soak_stays_flat(vaes, tmp_path):
     for index in range(runs):
         path = tmp_path / f"soak{index:03d}.mkv"
         stats, (frames, height, width) = one_decode(vaes, rng, path)
-        decoded, _ = read_video(path)
+        decoded = read_video(path).frames
         assert decoded.shape == (frames, height, width, 3) and stats.frames == frames
         path.unlink()
     after = held()
@@ -129,7 +130,7 @@ def test_gpu_cancel_storm_leaves_nothing_behind(vaes, tmp_path):
             cancelled += 1
             assert not path.exists()
         else:
-            assert read_video(path)[0].shape[0] > 0  # it finished before its cancel point: the file is whole
+            assert read_video(path).frames.shape[0] > 0  # it finished before its cancel point: the file is whole
             path.unlink()
         assert not partial_files(tmp_path) and engine_threads() == []
     after = held()

@@ -1,4 +1,4 @@
-"""API-format graphs with this pack's nodes, and how to read what they write. Shared by the test_nodes_* files.
+"""API-format graphs with this pack's nodes, and where their files land (host and reliability tests).
 
 Sizes are tiny on purpose: the VAEs are full-size random-weight models decoding on 2 CPU cores, where one latent
 frame of a 64-pixel video takes a few hundredths of a second to a second, depending on load.
@@ -6,13 +6,9 @@ frame of a 64-pixel video takes a few hundredths of a second to a second, depend
 
 from __future__ import annotations
 
-from fractions import Fraction
 from pathlib import Path
 
-import av
-import numpy as np
-
-from comfy_host import WAN21_VAE, WAN22_VAE
+from support.comfy_server import WAN21_VAE, WAN22_VAE
 
 WIDTH, HEIGHT = 64, 48
 FRAMES = 5  # two latent frames: 1 + 4
@@ -50,22 +46,11 @@ def streaming_prompt(family: str, *, mode: str = "exact", latent: dict | None = 
 
 def saved_files(run, output_dir: Path, node: str = "save") -> list[Path]:
     """The files a save node reported in /history, as paths in the server's output folder."""
-    return [output_dir / item["subfolder"] / item["filename"] for item in run.outputs[node]["images"]]
-
-
-def read_frames(path: Path) -> tuple[np.ndarray, Fraction, dict]:
-    """Every frame as RGB `[N, H, W, 3]` uint8, the stream's frame rate, and the container's metadata (keys in
-    lower case: Matroska stores tag names in upper case)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = np.stack([frame.to_ndarray(format="rgb24") for frame in container.decode(stream)])
-        return frames, stream.average_rate, {key.lower(): value for key, value in container.metadata.items()}
-
-
-def partial_files(output_dir: Path) -> list[Path]:
-    return [path for path in output_dir.rglob("*") if ".partial" in path.name]
+    return [Path(output_dir) / item["subfolder"] / item["filename"] for item in run.outputs[node]["images"]]
 
 
 def error_message(run) -> str:
-    (error,) = run.of_type("execution_error")
-    return error["exception_message"]
+    """The exception message of the run's one execution error."""
+    errors = run.of_type("execution_error")
+    assert len(errors) == 1, f"expected one execution error, got {run.types}"
+    return errors[0]["exception_message"]
