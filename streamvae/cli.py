@@ -12,10 +12,12 @@ from typing import Optional
 import torch
 
 from .client.run_command import add_run_command
-from .encoding import CODECS, CONTAINERS, ENCODERS, PRESETS
+from .convert import MODES
+from .encoding import OPTION_CHOICES, OPTION_HELP, EncodeSettings, option_default
 from .errors import Cancelled, EncoderError, StreamVAEError
 from .pipeline import Progress
 from .precision import PRECISIONS
+from .stats import DEFAULT_PRICE_PER_GPU_HOUR
 
 
 class ProgressBar:
@@ -41,11 +43,27 @@ def _device(name: Optional[str]) -> torch.device:
     return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
 
 
-def _add_encoder_options(parser: argparse.ArgumentParser, crf: Optional[int]) -> None:
-    parser.add_argument("--container", default="mp4", choices=sorted(CONTAINERS))
-    parser.add_argument("--codec", default="h264", choices=sorted(CODECS))
-    parser.add_argument("--crf", type=int, default=crf, help="quality: lower is better (codec default if unset)")
-    parser.add_argument("--preset", default="medium", choices=PRESETS)
+def add_encoder_options(parser: argparse.ArgumentParser, names: tuple[str, ...], **defaults) -> None:
+    """--NAME for each named EncodeSettings option, with its help, choices and default (`defaults` overrides)."""
+    for name in names:
+        default = defaults.get(name, option_default(name))
+        help_text = OPTION_HELP[name] + (f" (default: {default})" if default is not None else "")
+        parser.add_argument("--" + name.replace("_", "-"), dest=name, default=default,
+                            type=int if name in ("crf", "threads", "parallel") else None,
+                            choices=OPTION_CHOICES.get(name), help=help_text)
+
+
+def encode_settings(args, names: tuple[str, ...]) -> EncodeSettings:
+    return EncodeSettings.from_options(**{name: getattr(args, name) for name in names})
+
+
+def add_price_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--price-per-hour", type=float, default=DEFAULT_PRICE_PER_GPU_HOUR,
+                        help=f"$ per GPU-hour, for the cost per hour of video (default {DEFAULT_PRICE_PER_GPU_HOUR}: "
+                             "g7e.2xlarge on demand)")
+
+
+DECODE_ENCODER_OPTIONS = ("fps", "container", "codec", "crf", "preset", "pix_fmt", "encoder")
 
 
 def cmd_bench(args) -> int:
@@ -80,9 +98,9 @@ def cmd_decode(args) -> int:
     latent = load_latent_file(args.latent)
     bar = ProgressBar("decoding")
     try:
-        stats = decode_to_video(vae, latent, args.output, fps=args.fps, container=args.container, codec=args.codec,
-                                crf=args.crf, preset=args.preset, pix_fmt=args.pix_fmt, encoder=args.encoder,
-                                mode=args.mode, precision=args.precision, progress=bar, price_per_gpu_hour=args.price_per_hour)
+        stats = decode_to_video(vae, latent, args.output, encode_settings(args, DECODE_ENCODER_OPTIONS),
+                                mode=args.mode, precision=args.precision, progress=bar,
+                                price_per_gpu_hour=args.price_per_hour)
     finally:
         bar.close()
     print(f"wrote {stats.path}: {stats.frames} frames {stats.width}x{stats.height} in {stats.wall_seconds:.2f} s "
@@ -105,28 +123,25 @@ def build_parser() -> argparse.ArgumentParser:
                        help="whose Wan VAE classes to run: diffusers' (no ComfyUI needed) or ComfyUI's own VAE "
                             "object, loaded and decoded by ComfyUI as in a graph ($COMFYUI_PATH)")
     bench.add_argument("--out", default="out/bench", help="folder for the video and bench.json")
-    bench.add_argument("--price-per-hour", type=float, default=3.36, help="$ per GPU-hour (g7e.2xlarge: 3.36)")
+    add_price_option(bench)
     bench.add_argument("--modes", default="exact", help="streaming modes to time: exact, fast or exact,fast")
     bench.add_argument("--suite", choices=("one", "full"), default="one",
                        help="full: every case (720p/480p Wan 2.1, Wan 2.2, 1001 frames) with diffusers and fastvae "
                             "decode-only competitors, suite.json and a chart (GPU only)")
-    _add_encoder_options(bench, crf=23)
+    add_encoder_options(bench, ("crf", "preset"), crf=23)
     bench.set_defaults(run=cmd_bench)
 
     decode = commands.add_parser("decode", help="decode a ComfyUI .latent file with a VAE file to a video")
     decode.add_argument("--vae", required=True, help="VAE weights, e.g. wan_2.1_vae.safetensors")
     decode.add_argument("--latent", required=True, help="a .latent file from ComfyUI's SaveLatent")
-    decode.add_argument("-o", "--output", required=True)
-    decode.add_argument("--fps", default="16", help="16, 24, 30000/1001 ...")
-    decode.add_argument("--pix-fmt")
-    decode.add_argument("--encoder", default="auto", choices=ENCODERS)
+    decode.add_argument("-o", "--output", required=True, help="the video file; its extension picks the container")
     decode.add_argument("--device")
     decode.add_argument("--comfyui", help="ComfyUI folder, to load VAEs as ComfyUI does (else $COMFYUI_PATH)")
-    decode.add_argument("--price-per-hour", type=float, default=3.36)
-    decode.add_argument("--mode", default="exact", choices=("exact", "fast"))
+    add_price_option(decode)
+    decode.add_argument("--mode", default="exact", choices=MODES)
     decode.add_argument("--precision", default="auto", choices=tuple(PRECISIONS),
                         help="the dtype the decoder computes in (auto: the VAE's own)")
-    _add_encoder_options(decode, crf=None)
+    add_encoder_options(decode, DECODE_ENCODER_OPTIONS)
     decode.set_defaults(run=cmd_decode)
 
     add_run_command(commands)

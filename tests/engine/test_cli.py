@@ -3,6 +3,7 @@
 import json
 import subprocess
 import sys
+from fractions import Fraction
 
 import torch
 from safetensors.torch import save_file
@@ -80,3 +81,14 @@ def test_full_suite_refuses_to_run_without_a_gpu(tmp_path):
         return
     result = run_cli("bench", "--suite", "full", "--device", "cpu", "--out", str(tmp_path))
     assert result.returncode == 2 and "CUDA GPU" in result.stderr
+
+
+def test_decode_options_make_one_encode_settings_and_the_output_names_the_container():
+    from streamvae.cli import DECODE_ENCODER_OPTIONS, build_parser, encode_settings
+
+    args = build_parser().parse_args(["decode", "--vae", "v.safetensors", "--latent", "c.latent", "-o", "clip.mkv",
+                                      "--codec", "ffv1", "--fps", "30000/1001"])
+    settings = encode_settings(args, DECODE_ENCODER_OPTIONS).for_file(args.output)
+    assert (settings.container, settings.codec, settings.crf, settings.pix_fmt) == ("mkv", "ffv1", None, None)
+    assert settings.fps == Fraction(30000, 1001) and args.mode == "exact"
+
