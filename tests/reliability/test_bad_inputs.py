@@ -276,7 +276,7 @@ def pack_output(tmp_path_factory):
     output = tmp_path_factory.mktemp("prefix_output")
     previous = folder_paths.get_output_directory()
     folder_paths.set_output_directory(str(output))
-    yield output, module.output_files
+    yield output, module.plan_output_files
     folder_paths.set_output_directory(previous)
 
 
@@ -288,10 +288,10 @@ PREFIX_PARTS = st.sampled_from(["..", ".", "video", "a b", "%year%", "%width%", 
 @settings(max_examples=EXAMPLES * 4, deadline=None, derandomize=True)
 @given(parts=st.lists(PREFIX_PARTS, min_size=1, max_size=4), absolute=st.booleans())
 def test_prefixes_never_escape_the_output_folder(parts, absolute, pack_output):
-    output_dir, output_files = pack_output
+    output_dir, plan_output_files = pack_output
     prefix = ("/" if absolute else "") + "/".join(parts)
     try:
-        files = output_files(prefix, "mp4", 2, 64, 48)
+        files = plan_output_files(prefix, "mp4", 2, 64, 48)
     except StreamVAEError as error:
         assert "filename_prefix" in str(error) and "Traceback" not in str(error)
         return
