@@ -1,15 +1,12 @@
-"""`python -m streamvae`: bench (the embedded default, no downloads), decode (your own VAE and latent) and run (a
-workflow on a ComfyUI server, see client/)."""
+"""`python -m streamvae`: decode (your own VAE and latent file to a video) and run (a workflow on a ComfyUI server,
+see client/). The benchmark is `python -m benchmarks`, from a checkout of the repository."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import sys
-from pathlib import Path
 from typing import Optional
-
-import torch
 
 from .client.run_command import add_run_command
 from .convert import MODES
@@ -39,10 +36,6 @@ class ProgressBar:
             self.bar.close()
 
 
-def _device(name: Optional[str]) -> torch.device:
-    return torch.device(name or ("cuda" if torch.cuda.is_available() else "cpu"))
-
-
 def add_encoder_options(parser: argparse.ArgumentParser, names: tuple[str, ...], **defaults) -> None:
     """--NAME for each named EncodeSettings option, with its help, choices and default (`defaults` overrides)."""
     for name in names:
@@ -64,30 +57,6 @@ def add_price_option(parser: argparse.ArgumentParser) -> None:
 
 
 DECODE_ENCODER_OPTIONS = ("fps", "container", "codec", "crf", "preset", "pix_fmt", "encoder")
-
-
-def cmd_bench(args) -> int:
-    from .bench import BenchCase, default_case, run_bench  # noqa: PLC0415 - needs the bench extra
-
-    device = _device(args.device)
-    modes = tuple(args.modes.split(","))
-    options = dict(crf=args.crf, preset=args.preset, price_per_gpu_hour=args.price_per_hour)
-    if args.suite == "full":
-        from .suite import run_suite  # noqa: PLC0415
-
-        if device.type != "cuda":
-            raise StreamVAEError("--suite full times GPU decoders: run it on a machine with a CUDA GPU")
-        run_suite(Path(args.out), impl=args.impl, modes=modes, **options)
-        return 0
-    case = default_case(args.arch, device)
-    case = BenchCase(case.arch, args.frames or case.frames, args.height or case.height, args.width or case.width,
-                     case.fps, case.dtype, device, args.impl)
-    bar = ProgressBar("streaming")
-    try:
-        run_bench(case, Path(args.out), modes=modes, progress=bar, **options)
-    finally:
-        bar.close()
-    return 0
 
 
 def cmd_decode(args) -> int:
@@ -112,24 +81,6 @@ def cmd_decode(args) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="python -m streamvae", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
-
-    bench = commands.add_parser("bench", help="stock-like vs streaming decode on a random-weight Wan VAE")
-    bench.add_argument("--arch", default="wan2.1", choices=("wan2.1", "wan2.2"))
-    bench.add_argument("--frames", type=int, help="pixel frames, 4k+1 (default 161 on a GPU, small on a CPU)")
-    bench.add_argument("--width", type=int)
-    bench.add_argument("--height", type=int)
-    bench.add_argument("--device", help="cuda or cpu (default: cuda when available)")
-    bench.add_argument("--impl", default="diffusers", choices=("diffusers", "comfyui"),
-                       help="whose Wan VAE classes to run: diffusers' (no ComfyUI needed) or ComfyUI's own VAE "
-                            "object, loaded and decoded by ComfyUI as in a graph ($COMFYUI_PATH)")
-    bench.add_argument("--out", default="out/bench", help="folder for the video and bench.json")
-    add_price_option(bench)
-    bench.add_argument("--modes", default="exact", help="streaming modes to time: exact, fast or exact,fast")
-    bench.add_argument("--suite", choices=("one", "full"), default="one",
-                       help="full: every case (720p/480p Wan 2.1, Wan 2.2, 1001 frames) with diffusers and fastvae "
-                            "decode-only competitors, suite.json and a chart (GPU only)")
-    add_encoder_options(bench, ("crf", "preset"), crf=23)
-    bench.set_defaults(run=cmd_bench)
 
     decode = commands.add_parser("decode", help="decode a ComfyUI .latent file with a VAE file to a video")
     decode.add_argument("--vae", required=True, help="VAE weights, e.g. wan_2.1_vae.safetensors")

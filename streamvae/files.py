@@ -52,6 +52,15 @@ def find_comfyui(explicit: Optional[str] = None) -> Optional[Path]:
                  if (path / "main.py").is_file() and (path / "comfy" / "sd.py").is_file()), None)
 
 
+def comfyui_release(root: Path) -> str:
+    """The release of the ComfyUI checkout at `root` (its comfyui_version.py), or "unknown"."""
+    version_file = Path(root) / "comfyui_version.py"
+    for line in version_file.read_text().splitlines() if version_file.is_file() else ():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return "unknown"
+
+
 def import_comfy(comfyui: Optional[str] = None, device: Optional[str] = None) -> Optional[Path]:
     """Put ComfyUI on sys.path and import `comfy.sd`, in CPU mode when there is no GPU; None if ComfyUI isn't found.
 

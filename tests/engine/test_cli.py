@@ -4,6 +4,7 @@ import json
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import torch
 from safetensors.torch import save_file
@@ -11,16 +12,31 @@ from safetensors.torch import save_file
 from support.videos import read_video
 
 
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "benchmarks" / "results.jsonl"
+
+
 def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "streamvae", *args], capture_output=True, text=True, cwd=cwd,
                           timeout=600)
 
 
+def run_benchmark(*args):
+    """`python -m benchmarks`, as the README runs it: from the repository root."""
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=600)
+
+
 def test_bench_writes_a_video_and_a_report(tmp_path):
-    result = run_cli("bench", "--frames", "5", "--width", "64", "--height", "48", "--device", "cpu",
-                     "--out", str(tmp_path), "--modes", "exact,fast")
+    results_before = RESULTS.read_bytes()
+    result = run_benchmark("--frames", "5", "--width", "64", "--height", "48", "--device", "cpu",
+                           "--out", str(tmp_path), "--modes", "exact,fast")
     assert result.returncode == 0, result.stderr
     assert "stock-like" in result.stdout and "streaming" in result.stdout and "photographs" in result.stdout
+    # A CPU run says what it is and where the GPU numbers are, and claims no speed of its own.
+    assert "not how fast StreamVAE is" in result.stdout and "docs/benchmarks.md" in result.stdout
+    assert "Measured on an NVIDIA" in result.stdout and "x its speed" not in result.stdout
+    assert "not recorded" in result.stdout and RESULTS.read_bytes() == results_before
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["paths"]["streaming exact"]["frames"] == report["paths"]["stock-like"]["frames"] == 5
     assert report["paths"]["streaming fast"]["frames"] == 5 and report["fast_psnr_vs_exact_db"] >= 45
@@ -29,7 +45,7 @@ def test_bench_writes_a_video_and_a_report(tmp_path):
 
 
 def test_decode_reads_comfyui_latent_and_vae_files(tmp_path, comfy):
-    from streamvae.synthetic import COMFY_WAN, fill_random_weights_
+    from benchmarks.synthetic import COMFY_WAN, fill_random_weights_
 
     model = fill_random_weights_(comfy.ldm.wan.vae.WanVAE(**COMFY_WAN["wan2.1"][1]))
     save_file(model.state_dict(), str(tmp_path / "wan_2.1_vae.safetensors"))
@@ -55,7 +71,7 @@ def test_decode_reports_bad_files_without_a_traceback(tmp_path):
 
 
 def test_bench_can_time_comfyui_own_vae(tmp_path, comfy):
-    result = run_cli("bench", "--impl", "comfyui", "--frames", "5", "--width", "64", "--height", "48",
+    result = run_benchmark("--impl", "comfyui", "--frames", "5", "--width", "64", "--height", "48",
                      "--device", "cpu", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
@@ -65,7 +81,7 @@ def test_bench_can_time_comfyui_own_vae(tmp_path, comfy):
 
 
 def test_suite_chart_is_drawn_from_a_report(tmp_path):
-    from streamvae.suite import draw_chart
+    from benchmarks.suite import draw_chart
 
     stats = {"wall_seconds": 2.0}
     suite = {"machine": {"card": "test card", "torch": "x", "date": "2026-11-26"},
@@ -79,7 +95,7 @@ def test_suite_chart_is_drawn_from_a_report(tmp_path):
 def test_full_suite_refuses_to_run_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         return
-    result = run_cli("bench", "--suite", "full", "--device", "cpu", "--out", str(tmp_path))
+    result = run_benchmark("--suite", "full", "--device", "cpu", "--out", str(tmp_path))
     assert result.returncode == 2 and "CUDA GPU" in result.stderr
 
 

@@ -60,7 +60,7 @@ def test_fast_mode_is_close_to_exact_and_restores_the_model(tmp_path):
 @pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
 def test_comfyui_vae_on_the_gpu_streams_the_bytes_stock_comfyui_writes(comfy, arch):
     """ComfyUI's own VAE object, loaded by its model management in its chosen dtype (bf16 on this card)."""
-    from streamvae.synthetic import random_comfy_wan_vae
+    from benchmarks.synthetic import random_comfy_wan_vae
 
     vae = random_comfy_wan_vae(arch)
     channels, scale = vae.latent_channels, vae.spacial_compression_decode()

@@ -43,7 +43,7 @@ def test_comfy_chunks_equal_model_decode(comfy_wan_model):
 
 def test_comfy_vae_wrapper_uses_model_management(comfy):
     """ComfyUI's own VAE object (Wan 2.1 layout, full width): loaded through ComfyUI, decoded in chunks."""
-    from streamvae.synthetic import random_comfy_wan_vae
+    from benchmarks.synthetic import random_comfy_wan_vae
 
     vae = random_comfy_wan_vae("wan2.1")
     latent = torch.randn(1, 16, 2, 2, 3, generator=torch.Generator().manual_seed(2))

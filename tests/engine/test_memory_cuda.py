@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from streamvae import StreamVAEError, decode_to_video
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 from support.videos import psnr as _psnr
 from support.videos import read_video

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from streamvae.files import find_comfyui
+from streamvae.files import comfyui_release, find_comfyui
 from support import comfy_server as host
 from support.host_client import client_for
 
@@ -21,7 +21,7 @@ COMFYUI = find_comfyui()
 def pytest_report_header(config):
     if COMFYUI is None:
         return f"host tests: {host.comfyui_missing_reason()}"
-    return f"host tests: ComfyUI {host.comfyui_version(COMFYUI)} at {COMFYUI}"
+    return f"host tests: ComfyUI {comfyui_release(COMFYUI)} at {COMFYUI}"
 
 
 def pytest_collection_modifyitems(config, items):

@@ -20,7 +20,7 @@ import torch
 
 from streamvae import PINNED_POOL, Cancelled, decode_to_video
 from streamvae.slots import MAX_POOLED_BYTES
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 from support.process_checks import CancelAfter, count_from_env, engine_threads
 from support.videos import partial_files, read_video

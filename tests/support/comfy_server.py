@@ -43,16 +43,6 @@ def comfyui_missing_reason() -> str:
     return f"ComfyUI not found (looked for main.py and comfy/sd.py in: {tried}). {HOW_TO_GET_COMFYUI}"
 
 
-def comfyui_version(comfyui: Path) -> str:
-    text = (comfyui / "comfyui_version.py").read_text() if (comfyui / "comfyui_version.py").exists() else ""
-    for line in text.splitlines():
-        if line.startswith("__version__"):
-            return line.split("=", 1)[1].strip().strip("\"'")
-    return "unknown"
-
-
-# --------------------------------------------------------------------------- the temporary tree
-
 @dataclass
 class HostTree:
     """A throwaway ComfyUI base: models, custom_nodes, input, output, temp and user folders."""

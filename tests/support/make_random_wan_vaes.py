@@ -24,7 +24,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from streamvae.synthetic import COMFY_WAN
+from benchmarks.synthetic import COMFY_WAN
 
 # File name -> (module, constructor kwargs): exactly what comfy/sd.py builds, or some of the weights ComfyUI's
 # model has would be missing from the file and stay uninitialised on load.

@@ -8,7 +8,7 @@ import torch
 
 from streamvae.decoders import WanChunkDecoder
 from streamvae.decoders.comfyui import wan_parts_from_comfy
-from streamvae.synthetic import COMFY_WAN, fill_random_weights_
+from benchmarks.synthetic import COMFY_WAN, fill_random_weights_
 
 TINY_DIFFUSERS = {
     "wan2.1": dict(base_dim=8, z_dim=16),

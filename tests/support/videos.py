@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
+
+from benchmarks.fidelity import psnr_db as psnr  # noqa: F401 - the one PSNR, shared with the benchmarks
 
 
 @dataclass
@@ -31,13 +32,6 @@ def read_video(path) -> DecodedVideo:
             audio_seconds = float(audio.duration * audio.time_base) if audio.duration else None
         metadata = {key.lower(): value for key, value in container.metadata.items()}
         return DecodedVideo(frames, stream.average_rate, stream.codec_context.name, metadata, audio_seconds)
-
-
-def psnr(a, b) -> float:
-    """PSNR in dB of two 8-bit frame sets of the same shape (numpy arrays or tensors, any device); inf if identical."""
-    a, b = (np.asarray(x.detach().cpu() if hasattr(x, "detach") else x, dtype=np.float64) for x in (a, b))
-    mse = float(np.mean((a - b) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0 ** 2 / mse)
 
 
 def relative_error(a, b) -> float:

@@ -1,5 +1,5 @@
 """Fast-mode measurements on one GPU (docs/benchmarks.md "Fast decode kernels"): chunk-loop ablations for both Wan VAEs,
-cold vs warm, PSNR vs exact, a torch-profiler summary. Run: `PYTHONPATH=. python docs/bench/fast_kernels_gpu.py` on a CUDA
+cold vs warm, PSNR vs exact, a torch-profiler summary. Run: `python -m benchmarks.fast_kernels_gpu` on a CUDA
 machine with diffusers installed; writes $OUT/fast_gpu.json (default /tmp). The micro-benchmarks quoted in the doc
 came from the earlier versions of micro() (run 1: norm; run 2: conv shapes); micro_old() is the first of them."""
 import json
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from streamvae.decoders import decoder_for
 from streamvae.fast import fast_kernels
 from streamvae.kernels import HAVE_TRITON, rms_norm_silu, rms_norm_silu_reference
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 OUT = os.environ.get("OUT", "/tmp")
 RESULTS = {"env": {}, "micro": {}, "decode": {}}

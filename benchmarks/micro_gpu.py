@@ -8,7 +8,7 @@ from streamvae.decoders import decoder_for
 from streamvae.decoders.tiling import TileGrid
 from streamvae.fast import fast_kernels
 from streamvae.kernels import upsample_conv
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 OUT = os.environ.get("OUT", "/tmp")
 res = {}

@@ -16,7 +16,7 @@ what cuDNN's FP8 convolutions take), the weight's per output channel. Everything
 upsampling) stays float32 here, so the numbers isolate what the convs' format costs.
 
 Output: PSNR of each variant's uint8 frames against the float32 decoder's, and against the bf16 variant's.
-Run: `PYTHONPATH=. python docs/bench/fp8_simulation_cpu.py`; writes $OUT/fp8_simulation.json (default /tmp).
+Run: `python -m benchmarks.fp8_simulation_cpu`; writes $OUT/fp8_simulation.json (default /tmp).
 """
 import json
 import os
@@ -26,9 +26,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 
-from streamvae.bench import psnr_db
+from benchmarks.fidelity import psnr_db
 from streamvae.decoders import decoder_for
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 CASES = {"wan2.1": (9, 128, 192), "wan2.2": (9, 128, 192)}  # frames, height, width
 FP8 = torch.float8_e4m3fn

@@ -1,4 +1,4 @@
-"""`python -m streamvae bench --suite full`: every case and every path of the fast-decode issue, one run, one card.
+"""`python -m benchmarks --suite full`: every case and every path of the fast-decode issue, one run, one card.
 
 Per case: stock ComfyUI (decode + Save Video's encode) and our streaming paths, through `run_bench`; then the
 decode-only competitors on diffusers' model of the same architecture: diffusers' eager `decode()` and fastvae's

@@ -1,5 +1,5 @@
 """Where fast mode's GPU time goes: torch profiler over 5 steady-state chunks of each Wan VAE at full size
-(chunk loop only), kernels sorted by CUDA time. Run: `PYTHONPATH=. python docs/bench/profile_fast_gpu.py` on a CUDA
+(chunk loop only), kernels sorted by CUDA time. Run: `python -m benchmarks.profile_fast_gpu` on a CUDA
 machine with diffusers; writes $OUT/profile-wan2.1.txt and profile-wan2.2.txt."""
 import os
 
@@ -8,7 +8,7 @@ from torch.profiler import ProfilerActivity, profile
 
 from streamvae.decoders import decoder_for
 from streamvae.fast import fast_kernels
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 SIZES = {"wan2.1": (720, 1280), "wan2.2": (704, 1280)}
 

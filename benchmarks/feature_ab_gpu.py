@@ -1,6 +1,6 @@
 """Fast mode with and without one feature (e.g. `bias`, `subpixel`), chunk loop only, both Wan VAEs at full size,
 one process, the variants alternated; peak VRAM; PSNR of fast vs exact on the first 6 latent frames.
-Run: `PYTHONPATH=. python docs/bench/feature_ab_gpu.py FEATURE` on a CUDA machine with diffusers; writes
+Run: `python -m benchmarks.feature_ab_gpu FEATURE` on a CUDA machine with diffusers; writes
 $OUT/feature_ab_FEATURE.json."""
 import json
 import os
@@ -10,10 +10,10 @@ import time
 
 import torch
 
-from streamvae.bench import psnr_db
+from benchmarks.fidelity import psnr_db
 from streamvae.decoders import decoder_for
 from streamvae.fast import FEATURES, fast_kernels
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 CASES = {"wan2.1": (161, 720, 1280), "wan2.2": (121, 704, 1280)}
 FEATURE = sys.argv[1] if len(sys.argv) > 1 else "bias"

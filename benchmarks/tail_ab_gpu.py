@@ -2,21 +2,20 @@
 segments (the default when the length is known; shortest 8 or 4 frames) and with equal segments, alternated in
 one process, and the file's size: Wan 2.1
 1280x720x161, fast mode, libx264 crf 23 medium, panned photographs for the encoder (as the benchmark feeds it).
-Run: `PYTHONPATH=. python docs/bench/tail_ab_gpu.py` on a CUDA machine with diffusers and scikit-image (or
+Run: `python -m benchmarks.tail_ab_gpu` on a CUDA machine with diffusers and scikit-image (or
 $STREAMVAE_PHOTOS, an .npz of the same photographs); writes $OUT/tail_ab.json."""
 import itertools
 import json
 import os
-import time
 from pathlib import Path
 
 import numpy as np
 import torch
 
 import streamvae.segments as segments
-import streamvae.synthetic as synthetic
+import benchmarks.synthetic as synthetic
 from streamvae import EncodeSettings
-from streamvae.bench import BenchCase, machine_info, run_streaming, warm_up
+from benchmarks.bench import BenchCase, machine_info, run_streaming, warm_up
 
 if os.environ.get("STREAMVAE_PHOTOS"):
     photos = np.load(os.environ["STREAMVAE_PHOTOS"])

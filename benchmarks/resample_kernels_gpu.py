@@ -1,7 +1,7 @@
 """The upsampling blocks' kernels at the shapes a real decoder step gives them (captured with hooks from the
 second chunk of each Wan VAE at full size): nearest 2x upsample + 3x3 conv against the sub-pixel conv with the
 Triton interleave and with the four-copy interleave, and Wan 2.2's DupUp3D shuffle as the Triton pass against the
-permute-copies it replaced. Run: `PYTHONPATH=. python docs/bench/resample_kernels_gpu.py`; writes
+permute-copies it replaced. Run: `python -m benchmarks.resample_kernels_gpu`; writes
 $OUT/resample_kernels.json."""
 import json
 import os
@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from streamvae.decoders import decoder_for
 from streamvae.kernels import SubpixelUpsampleConv, upsample_conv
 from streamvae.kernels.dup_up import dup_up, dup_up_reference
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 SIZES = {"wan2.1": (720, 1280), "wan2.2": (704, 1280)}
 
