@@ -151,15 +151,15 @@ class ResolvedEncoder:
 
 
 # Frame sizes checked before decoding, so that they fail with a sentence instead of mid-run (or worse):
-# - libx265 takes nothing under 16 px either way; it answered only "Invalid argument" (8 px, PyAV 18.1.0).
-# - PyAV 18.1.0's wheel (x265 4.2, libavcodec 62.28): frames 33 to 48 px wide corrupt libx265's heap and glibc
-#   aborts the process -- the whole ComfyUI server -- in about 1 encode of 3, at any height, pixel format, preset
-#   or frame count. Widths 16-32 and 49-512 never did (measured 2026-11-26, docs/reliability.md). Measure again
-#   with tests/reliability/repro_libx265_small_frames.py when PyAV changes.
+# - libx265 takes nothing under 16 px either way; it answered only "Invalid argument".
+# - PyAV 18.1.0's wheel (x265 4.2, libavcodec 62.28): frames 33 to 48 px wide can corrupt libx265's heap, and glibc
+#   then aborts the process -- the whole ComfyUI server -- at any height, pixel format, preset or frame count
+#   (how often, and which widths never did: docs/reliability.md). Measure again with
+#   tests/reliability/repro_libx265_small_frames.py when PyAV changes.
 MIN_FRAME_SIZE = {"hevc": 16}
 HEAP_CORRUPTING_WIDTHS = {"libx265": range(33, 49)}
-# The same build fails at the final flush ("Not yet implemented in FFmpeg") in up to 40% of 1- and 2-frame videos,
-# at any size; without B-frames (which a video that short can't use anyway) 0 of 240 failed (docs/reliability.md).
+# The same build can fail at the final flush ("Not yet implemented in FFmpeg") on 1- and 2-frame videos, at any
+# size; without B-frames (which a video that short can't use anyway) it never did (docs/reliability.md).
 X265_NO_BFRAMES_UP_TO = 2
 
 # Parallel segments only for libx264: its sequence headers depend on the settings alone and its decode delay is
@@ -254,9 +254,8 @@ def usable_cores() -> int:
 
 
 def _auto_segments(cores: int) -> int:
-    """One encoder per 4 cores. Measured at 1280x720, medium (docs/benchmarks.md, "Encoder throughput"): on 8
-    cores 2 encoders x 4 threads beat one encoder by 23-36% and 4 x 2 or 8 x 1; on 16 cores 4 x 4 beat one by
-    29-39% and 8 x 2. Below 8 cores one encoder is left alone."""
+    """One encoder per 4 cores; below 8 cores one encoder alone. The fastest layout measured on 8 and 16 cores at
+    1280x720 (docs/benchmarks.md, "Encoder throughput"): fewer encoders with more threads each beat many with one."""
     return max(1, cores // 4)
 
 
