@@ -104,7 +104,7 @@ class ComfyClient:
 
     def submit(self, prompt: dict, extra_data: Optional[dict] = None) -> str:
         """POST /prompt; the prompt_id, or PromptRejected with the server's reasons."""
-        prompt_id = uuid.uuid4().hex
+        prompt_id = str(uuid.uuid4())  # canonical form: newer servers refuse any other (HTTP 400)
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id, "extra_data": extra_data or {}}
         try:
             self._json("POST", "/prompt", body)

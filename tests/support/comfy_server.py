@@ -7,6 +7,7 @@ interpreter as the caller. ComfyUI itself is found by streamvae.files.find_comfy
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import shutil
@@ -123,10 +124,12 @@ def free_port() -> int:
 
 
 class ComfyServer:
-    """A `python main.py --cpu` subprocess on a free loopback port, its output in a log file."""
+    """A `python main.py` subprocess on a free loopback port (`--cpu` unless gpu=True), its output in a log file."""
 
-    def __init__(self, comfyui: Path, tree: HostTree, port: int | None = None, extra_args: tuple[str, ...] = ()):
+    def __init__(self, comfyui: Path, tree: HostTree, port: int | None = None, extra_args: tuple[str, ...] = (),
+                 gpu: bool = False):
         self.comfyui = comfyui
+        self.gpu = gpu
         self.tree = tree
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -138,7 +141,7 @@ class ComfyServer:
         tree = self.tree
         return [
             sys.executable, "main.py",
-            "--cpu",
+            *(() if self.gpu else ("--cpu",)),
             "--listen", "127.0.0.1",
             "--port", str(self.port),
             "--disable-auto-launch",
@@ -152,8 +155,18 @@ class ComfyServer:
             "--disable-api-nodes",  # faster, offline start
             # Load only this pack: the user's other custom nodes would slow the start and muddy the log.
             "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME,
+            *self._frontend_args(),
             *self.extra_args,
         ]
+
+    def _frontend_args(self) -> tuple[str, ...]:
+        """The HTTP API needs no frontend: where its package isn't installed (the GPU machines carry no wheels
+        for it), serve an empty folder instead of letting ComfyUI exit for want of it."""
+        if importlib.util.find_spec("comfyui_frontend_package") is not None:
+            return ()
+        empty = self.tree.root / "no_frontend"
+        empty.mkdir(exist_ok=True)
+        return ("--front-end-root", str(empty))
 
     def start(self, timeout: float = 120) -> "ComfyServer":
         with open(self.log_path, "wb") as log:
