@@ -1,6 +1,6 @@
 """Cancel storm on the real server: interrupt prompts at random points (before the save node starts, at its first
 chunk, part-way); never a stuck worker, a leaked thread or descriptor, or a file left behind, and the next prompt
-succeeds. STREAMVAE_CANCEL_RUNS sets the count (issue: 30)."""
+succeeds. STREAMVAE_CANCEL_RUNS sets the count (full: 30)."""
 
 from __future__ import annotations
 

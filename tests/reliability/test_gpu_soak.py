@@ -32,7 +32,7 @@ pytestmark = [pytest.mark.cuda, pytest.mark.soak,
 SIZES = {"wan2.1": [(17, 240, 416), (9, 480, 832), (33, 160, 160)],
          "wan2.2": [(17, 256, 448), (9, 352, 640), (21, 160, 160)]}
 CODECS = [dict(container="mp4", codec="h264"), dict(container="mkv", codec="ffv1", pix_fmt="bgr0")]
-# Allowed drift from the first measured run to the last (the issue asks to state it):
+# Allowed drift from the first measured run to the last, stated:
 VRAM_DRIFT = 0                    # allocated bytes: every tensor of a decode is freed
 RESERVED_DRIFT = 512 * 2**20      # the caching allocator may keep blocks for shapes it saw late
 RSS_DRIFT = 512 * 2**20           # host memory: allocator arenas, FFmpeg's codec state

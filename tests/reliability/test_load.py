@@ -2,7 +2,7 @@
 prores), through the real server. Every output must be complete (all frames, right size) and decode back; the server
 process must not grow: its threads, open file descriptors and resident memory are read with psutil after a warm-up
 round and again after the load, and the drift must stay within the limits below. STREAMVAE_LOAD_PROMPTS sets the
-count (issue: 50).
+count (full: 50).
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """Counts of repeated runs, cancel checks, and what a process holds or leaves running (the reliability tests).
 
 Sizes are tiny on purpose (2 shared CPU cores in CI); counts of repeated runs come from environment variables so a
-bigger machine can run the issue's full numbers:
+bigger machine can run the full numbers:
 
-    STREAMVAE_LOAD_PROMPTS   prompts in the load test (issue: 50; default here 4, after a 4-prompt warm-up)
-    STREAMVAE_CANCEL_RUNS    interrupted prompts in the server's cancel storm (issue: 30; default here 4)
+    STREAMVAE_LOAD_PROMPTS   prompts in the load test (full: 50; default here 4, after a 4-prompt warm-up)
+    STREAMVAE_CANCEL_RUNS    interrupted prompts in the server's cancel storm (full: 30; default here 4)
     STREAMVAE_ENGINE_CANCELS cancels in the engine-level storm (default 8)
     STREAMVAE_PROPERTY_EXAMPLES  hypothesis examples per property (default 60)
 """
