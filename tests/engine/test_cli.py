@@ -6,6 +6,7 @@ import sys
 from fractions import Fraction
 from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
@@ -27,6 +28,7 @@ def run_benchmark(*args):
                           cwd=REPO_ROOT, timeout=600)
 
 
+@pytest.mark.slow
 def test_bench_writes_a_video_and_a_report(tmp_path):
     results_before = RESULTS.read_bytes()
     result = run_benchmark("--frames", "5", "--width", "64", "--height", "48", "--device", "cpu",
@@ -70,6 +72,7 @@ def test_decode_reports_bad_files_without_a_traceback(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.slow
 def test_bench_can_time_comfyui_own_vae(tmp_path, comfy):
     result = run_benchmark("--impl", "comfyui", "--frames", "5", "--width", "64", "--height", "48",
                      "--device", "cpu", "--out", str(tmp_path))

@@ -73,6 +73,7 @@ def engine_call(draw):
     return bad, call
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(case=engine_call())
@@ -152,6 +153,7 @@ def test_frame_widths_outside_the_crashing_band_are_accepted(width):
     assert resolve(EncodeSettings(fps=16, codec="hevc", encoder="software"), (width, 16)).encoder == "libx265"
 
 
+@pytest.mark.slow
 def test_the_sweep_saw_both_outcomes():
     """Runs after the property above (file order): a sweep that only ever refused, or only ever wrote, tested
     half of its promise."""

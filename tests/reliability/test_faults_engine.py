@@ -144,6 +144,7 @@ def test_writer_thread_vanishing_does_not_hang_the_decoder(vae, target, tmp_path
     assert_next_run_succeeds(vae, tmp_path)
 
 
+@pytest.mark.soak
 def test_cancel_storm_engine(vae, tmp_path):
     """Cancel at a random poll across many runs: each run raises Cancelled, leaves nothing, leaks no thread."""
     runs = count_from_env("STREAMVAE_ENGINE_CANCELS", 8)
