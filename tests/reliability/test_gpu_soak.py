@@ -104,7 +104,7 @@ def warm_up(vaes, folder: Path):
     for arch, sizes in SIZES.items():
         for size in sizes:
             for mode in MODES:
-                decode(vaes, arch, size, folder / "warm.mkv", mode=mode, **CODECS[0])
+                decode(vaes, arch, size, folder / "warm.mp4", mode=mode, **CODECS[0])
 
 
 def test_gpu_soak_stays_flat(vaes, tmp_path):
