@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from streamvae.decoders import WanChunkDecoder
+from streamvae.decoders import HostWanChunkDecoder
 from streamvae.decoders.comfyui import wan_parts_from_comfy
 from streamvae.files import import_comfy
 from streamvae.synthetic import COMFY_WAN, fill_random_weights_
@@ -67,8 +67,8 @@ def comfy_wan_model(request, comfy):
     return fill_random_weights_(model.eval()).requires_grad_(False)
 
 
-def comfy_chunk_decoder(model) -> WanChunkDecoder:
-    return WanChunkDecoder(wan_parts_from_comfy(model), torch.device("cpu"), torch.float32, name="test")
+def comfy_chunk_decoder(model) -> HostWanChunkDecoder:
+    return HostWanChunkDecoder(wan_parts_from_comfy(model), torch.device("cpu"), torch.float32, name="test")
 
 
 @pytest.fixture

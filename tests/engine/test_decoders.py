@@ -48,7 +48,7 @@ def test_comfy_vae_wrapper_uses_model_management(comfy):
     vae = random_comfy_wan_vae("wan2.1")
     latent = torch.randn(1, 16, 2, 2, 3, generator=torch.Generator().manual_seed(2))
     decoder = decoder_for(vae, latent)
-    assert isinstance(decoder, WanChunkDecoder) and decoder.parts.family == "wan2.1"
+    assert isinstance(decoder, WanChunkDecoder) and decoder.family == "wan2.1"
     stock = vae.decode(latent)  # [1, T, H, W, 3] in [0, 1], on the host
     chunks = _decode_chunks(decoder, latent)
     ours = torch.clamp((torch.cat(chunks, 2).float() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1).cpu()
