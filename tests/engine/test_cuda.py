@@ -54,7 +54,7 @@ def test_fast_mode_is_close_to_exact_and_restores_the_model(tmp_path):
     exact = torch.cat(list(iter_frames(vae, latent, mode="exact"))).double()
     fast = torch.cat(list(iter_frames(vae, latent, mode="fast"))).double()
     psnr = 10 * np.log10(255.0 ** 2 / max(torch.mean((exact - fast) ** 2).item(), 1e-12))
-    assert psnr >= 44  # the tiny model's bf16 rounding bounds it (test_fast_cuda compares both to fp32); 44.8 seen
+    assert psnr >= 44  # the tiny model's own bf16 rounding bounds it (full size: test_wan_decoder_cuda.py)
     assert all(p.is_contiguous() for p in vae.parameters())
 
 
