@@ -130,7 +130,7 @@ class _Builder:
         if upsamplers:
             factor_t = 2 if upsamplers[0].time_conv is not None else 1
             factor = factor_t * 2 * 2
-            if out * factor % channels or upsamplers[0].weight.shape[1] != out:
+            if out * factor % channels or upsamplers[0].in_channels != out:
                 raise UnsupportedVAE(f"{prefix}'s shortcut can't fold {channels} channels into {out}")
             shortcut = DupUp(out, factor_t, 2, out * factor // channels, self.ops)
         return UpGroup(layers, shortcut), out
@@ -140,7 +140,7 @@ def out_channels(layer, channels: int) -> int:
     if isinstance(layer, ResidualBlock):
         return layer.conv2.weight.shape[0]
     if isinstance(layer, Upsample):
-        return layer.weight.shape[0]
+        return layer.out_channels
     return channels
 
 

@@ -157,10 +157,11 @@ class Upsample:
     """2x in height and width (a 3x3 conv after a nearest-exact upsample), and 2x in time with a time conv."""
 
     def __init__(self, weight: torch.Tensor, bias: torch.Tensor, time_conv: Optional[CausalConv], ops: Ops):
-        self.ops, self.time_conv = ops, time_conv
-        self.weight = weight.contiguous(memory_format=ops.format_2d)
-        self.bias = bias
+        self.ops, self.time_conv, self.bias = ops, time_conv, bias
+        self.out_channels, self.in_channels = weight.shape[:2]
+        # One form of the weights is kept: the folded sub-pixel kernels, or the 3x3 conv's.
         self.subpixel = SubpixelUpsampleConv(weight, bias, ops.format_2d) if ops.subpixel else None
+        self.weight = None if ops.subpixel else weight.contiguous(memory_format=ops.format_2d)
 
     def __call__(self, x: torch.Tensor, state: list, first: bool) -> torch.Tensor:
         if self.time_conv is not None and not first:
