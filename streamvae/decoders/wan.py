@@ -4,9 +4,11 @@ Both Wan VAEs, in ComfyUI and in diffusers, decode the same way inside their own
 whole latent, then the 3-D decoder called once per latent frame with a feature cache (`feat_cache`, `feat_idx`)
 that carries the last two time steps of every causal conv into the next call. Their `decode()` concatenates every
 chunk on the GPU (quadratic copying, the whole video in VRAM). Driving the same loop ourselves yields each chunk as
-soon as it exists, and the result is bit-identical to the model's own decode because the arithmetic is the same.
+soon as it exists. The loop here is shared by exact mode, which drives the host's own modules (bit-identical to
+the model's own decode, because the arithmetic is the same), and fast mode, which steps our own decoder
+(streamvae/wan_decoder, through fast_wan.py).
 
-Upstream code moves; we detect what the module offers instead of pinning versions:
+The host's code moves; we detect what its module offers instead of pinning versions:
 - `first_chunk=True` on the first call where the decoder's forward takes it (Wan 2.2 needs it; DupUp3D trims);
 - the decoder may return a tensor (ComfyUI 0.3.64, diffusers) or a list of chunks (newer ComfyUI);
 - newer ComfyUI's Wan 2.1 module (`count_cache_layers`) steps 1 latent frame, then 2 at a time.
