@@ -47,9 +47,7 @@ class CausalConv:
         self.weight = weight.contiguous(memory_format=ops.format_3d)
         self.bias = bias
         self.bias32 = bias.float()  # for the kernels that add it in float32
-        self.looks_back = weight.shape[2] > 1
-        if self.looks_back and (weight.shape[2] != HISTORY + 1 or slot is None):
-            raise ValueError(f"a causal conv with a time kernel of {weight.shape[2]} (expected 1 or 3)")
+        self.looks_back = weight.shape[2] > 1  # a time kernel of 3 (build.py checks), else 1
         self.slot = slot
         self.padding = (0, weight.shape[3] // 2, weight.shape[4] // 2)
         self.tap_weights = self._tap_weights() if ops.taps else None
