@@ -135,8 +135,8 @@ def _encode_like_save_video(images: torch.Tensor, settings: EncodeSettings, path
 def run_streaming(vae, latent: torch.Tensor, settings: EncodeSettings, path: Path, case: BenchCase, *,
                   mode: str, progress: Optional[Callable] = None) -> DecodeStats:
     started = time.perf_counter()
-    decoder = decoder_for(vae, latent)
-    source = source_from_decoder(decoder, latent, mode)
+    decoder = decoder_for(vae, latent, mode)
+    source = source_from_decoder(decoder, latent)
     content = PanZoomContent(case.height, case.width, device=case.device)
     swapped = FrameSource(content.swap_into(source.chunks), source.total_frames, source.height, source.width,
                           source.device, source.unit_range, source.name)

@@ -118,6 +118,7 @@ def _write_all(stream: FrameStream, settings: EncodeSettings, prefix: str, audio
     for index, target in enumerate(files):
         source = first if index == 0 else stream.open(index)
         reporter.offset = index * first.total_frames
+        reporter.decoder = source.name
         stats.append(write_video(source, target.path, settings, audio=audio, metadata=metadata, mode=stream.mode,
                                  progress=reporter, preview_width=PREVIEW_WIDTH,
                                  # Polled while the engine waits for a slot: it reads the flag without consuming

@@ -10,10 +10,9 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from .convert import MODES, layout_for
-from .decoders import ChunkDecoder, WanChunkDecoder, decoder_for
+from .decoders import ChunkDecoder, decoder_for
 from .encoding import EncodeSettings, resolve
 from .errors import StreamVAEError
-from .fast import with_fast_kernels
 from .latents import as_video_latent
 from .precision import chunks_in_precision, precision_dtype
 from .pipeline import FrameSource, Progress, iterate_host_chunks, run_to_consumer
@@ -31,12 +30,10 @@ def _check_run_options(mode: str, slots: int) -> None:
         raise StreamVAEError(f"slots={slots!r}: use 2 (double buffering) or any count from 1 to 16")
 
 
-def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, mode: str = "exact",
-                        precision: str = "auto") -> FrameSource:
+def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, precision: str = "auto") -> FrameSource:
+    """The frames `decoder` (from decoder_for, which picked it for the mode) makes of `latent`."""
     height, width = decoder.output_size(latent)
     chunks = chunks_in_precision(decoder, latent, precision)
-    if mode == "fast" and isinstance(decoder, WanChunkDecoder):
-        chunks = with_fast_kernels(chunks, decoder.parts.decoder, decoder.device)
     return FrameSource(chunks, decoder.output_frames(latent), height, width, decoder.device, decoder.unit_range,
                        decoder.name)
 
@@ -97,8 +94,8 @@ def decode_to_video(vae: Any, latent: Any, path: os.PathLike | str, settings: Op
     precision_dtype(precision)
     check_output_path(Path(path))
     samples = as_video_latent(latent)
-    decoder = decoder_for(vae, samples)
-    return write_video(source_from_decoder(decoder, samples, mode, precision), path, settings, audio=audio,
+    decoder = decoder_for(vae, samples, mode, precision_dtype(precision))
+    return write_video(source_from_decoder(decoder, samples, precision), path, settings, audio=audio,
                        metadata=metadata, mode=mode, slots=slots, progress=progress, cancel=cancel,
                        price_per_gpu_hour=price_per_gpu_hour, started=started)
 
@@ -110,6 +107,6 @@ def iter_frames(vae: Any, latent: Any, *, mode: str = "exact", precision: str = 
     _check_run_options(mode, slots)
     precision_dtype(precision)
     samples = as_video_latent(latent)
-    decoder = decoder_for(vae, samples)
-    return iterate_host_chunks(source_from_decoder(decoder, samples, mode, precision), mode=mode, slots=slots,
+    decoder = decoder_for(vae, samples, mode, precision_dtype(precision))
+    return iterate_host_chunks(source_from_decoder(decoder, samples, precision), mode=mode, slots=slots,
                                progress=progress, cancel=cancel)

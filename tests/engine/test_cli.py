@@ -58,7 +58,7 @@ def test_decode_reads_comfyui_latent_and_vae_files(tmp_path, comfy):
                      str(tmp_path / "clip.latent"), "-o", str(tmp_path / "clip.mp4"), "--fps", "16",
                      "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert "wrote" in result.stdout and "ComfyUI wan2.1 (chunked)" in result.stdout
+    assert "wrote" in result.stdout and "host comfy.ldm.wan.vae.WanVAE (exact)" in result.stdout
     video = read_video(tmp_path / "clip.mp4")
     assert video.frames.shape == (9, 32, 48, 3) and video.fps == 16
 
@@ -80,7 +80,7 @@ def test_bench_can_time_comfyui_own_vae(tmp_path, comfy):
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["case"]["impl"] == "comfyui"
     assert report["paths"]["stock-like"]["decoder"] == "VAE.decode (whole video)"
-    assert report["paths"]["streaming exact"]["decoder"] == "ComfyUI wan2.1 (chunked)"
+    assert report["paths"]["streaming exact"]["decoder"] == "host comfy.ldm.wan.vae.WanVAE (exact)"
 
 
 def test_suite_chart_is_drawn_from_a_report(tmp_path):

@@ -48,12 +48,12 @@ def test_cuda_pipeline_delivers_exactly_what_the_gpu_decoded(tmp_path, arch, slo
     assert difference.max() <= 2 and (difference == 0).mean() > 0.99
 
 
-def test_fast_mode_is_close_to_exact_and_restores_the_model(tmp_path):
+def test_fast_mode_is_close_to_exact_and_leaves_the_model_alone(tmp_path):
     vae = tiny_diffusers_vae("wan2.1").to("cuda", torch.bfloat16)
     latent = latent_for(vae, latent_frames=5, height=16, width=24)
     exact = torch.cat(list(iter_frames(vae, latent, mode="exact"))).double()
     fast = torch.cat(list(iter_frames(vae, latent, mode="fast"))).double()
-    assert psnr(exact, fast) >= 44  # the tiny model's bf16 rounding bounds it (test_fast_cuda compares both to fp32); 44.8 seen
+    assert psnr(exact, fast) >= 44  # the tiny model's own bf16 rounding bounds it (full size: test_wan_decoder_cuda.py)
     assert all(p.is_contiguous() for p in vae.parameters())
 
 

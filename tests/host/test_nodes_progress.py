@@ -26,6 +26,16 @@ def test_progress_per_chunk_and_live_messages(comfy_client):
     (stats,) = done["files"]
     assert stats["frames"] == FRAMES and stats["encoder"] == "libx264"
     assert "gpu_busy" in done  # None on a CPU; the extension shows n/a
+    # Which decoder ran, with the stats: exact mode drives ComfyUI's own Wan module.
+    assert done["decoder"] == stats["decoder"] == live[-1]["decoder"] == "host comfy.ldm.wan.vae.WanVAE (exact)"
+
+
+def test_fast_mode_says_it_ran_our_decoder(comfy_client):
+    run = comfy_client.run(streaming_prompt("wan21", mode="fast", filename_prefix="progress/fast"), timeout=300)
+    assert run.status == "success", run.of_type("execution_error")
+    (done,) = run.of_type("streamvae.done")
+    assert done["decoder"] == done["files"][0]["decoder"] == "streamvae-wan2.1 fp32 (torch)"  # CPU: no Triton
+    assert all(data["decoder"] == done["decoder"] for data in run.of_type("streamvae.progress"))
 
 
 def follow_after_marker(client, prompt_id: str, timeout: float) -> tuple[list, int]:

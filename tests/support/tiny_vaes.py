@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from streamvae.decoders import WanChunkDecoder
+from streamvae.decoders import HostWanChunkDecoder
 from streamvae.decoders.comfyui import wan_parts_from_comfy
 from benchmarks.synthetic import COMFY_WAN, fill_random_weights_
 
@@ -46,9 +46,9 @@ def tiny_comfy_wan_model(arch: str):
     return fill_random_weights_(model.eval()).requires_grad_(False)
 
 
-def cpu_decoder_of_comfy_model(model) -> WanChunkDecoder:
-    """The engine's chunk decoder over a bare ComfyUI WanVAE module, on the CPU in float32."""
-    return WanChunkDecoder(wan_parts_from_comfy(model), torch.device("cpu"), torch.float32, name="test")
+def cpu_decoder_of_comfy_model(model) -> HostWanChunkDecoder:
+    """The engine's exact chunk decoder over a bare ComfyUI WanVAE module, on the CPU in float32."""
+    return HostWanChunkDecoder(wan_parts_from_comfy(model), torch.device("cpu"), torch.float32, name="test")
 
 
 def stock_bytes(vae, latent) -> np.ndarray:
