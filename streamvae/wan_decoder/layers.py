@@ -108,15 +108,17 @@ class ResidualBlock:
                  shortcut: Optional[CausalConv], ops: Ops):
         self.norm1, self.conv1, self.norm2, self.conv2, self.shortcut, self.ops = (
             norm1, conv1, norm2, conv2, shortcut, ops)
+        # With `bias`, the shortcut conv's bias joins conv2's, both added in the one pass with the residual.
+        self.out_bias32 = conv2.bias32 if shortcut is None else conv2.bias32 + shortcut.bias32
 
     def __call__(self, x: torch.Tensor, state: list, first: bool) -> torch.Tensor:
         split = self.ops.split_bias  # conv1's bias then rides along with norm2, conv2's with the residual add
         h = self._norm_conv(x, self.norm1, self.conv1, state, with_bias=not split)
         h = self._norm_conv(h, self.norm2, self.conv2, state, with_bias=not split,
                             input_bias=self.conv1.bias32 if split else None)
-        residual = x if self.shortcut is None else self.shortcut(x, state)
+        residual = x if self.shortcut is None else self.shortcut(x, state, with_bias=not split)
         if split:
-            return add_channel_bias_(h, self.conv2.bias32, residual)
+            return add_channel_bias_(h, self.out_bias32, residual)
         return h.add_(residual)
 
     def _norm_conv(self, x: torch.Tensor, norm: Norm, conv: CausalConv, state: list, with_bias: bool,
