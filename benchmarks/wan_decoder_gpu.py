@@ -9,7 +9,7 @@ times in one process on the full latent:
 Real architectures with real-valued random weights at the published sizes (Wan 2.1 1280x720x161, Wan 2.2
 1280x704x121 by default). Prints a table, and JSON with the machine (card, driver, torch) with `--json`.
 
-    PYTHONPATH=. python docs/bench/wan_decoder_gpu.py --arch both --ab --rounds 2 --json out.json
+    PYTHONPATH=. python benchmarks/wan_decoder_gpu.py --arch both --ab --rounds 2 --json out.json
 """
 
 from __future__ import annotations
@@ -21,9 +21,9 @@ import time
 
 import torch
 
-from streamvae.bench import machine_info
+from benchmarks.bench import machine_info
 from streamvae.decoders import FastWanChunkDecoder, decoder_for
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 from streamvae.wan_decoder import FEATURES, build_decoder, decoder_weights
 
 SIZES = {"wan2.1": (161, 720, 1280), "wan2.2": (121, 704, 1280)}

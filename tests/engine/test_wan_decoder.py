@@ -84,7 +84,7 @@ def test_short_videos_match(comfy_wan_model, frames):
 def test_comfy_vae_object_in_fast_mode(comfy):
     """ComfyUI's own VAE object (its loader and model management), full-width Wan 2.1: fast mode builds our
     decoder from it, and decodes what stock VAE Decode decodes."""
-    from streamvae.synthetic import random_comfy_wan_vae
+    from benchmarks.synthetic import random_comfy_wan_vae
 
     vae = random_comfy_wan_vae("wan2.1")
     latent = torch.randn(1, 16, 2, 2, 3, generator=torch.Generator().manual_seed(2))
@@ -140,7 +140,7 @@ def test_inference_tensor_weights_decoded_from_a_plain_thread(comfy):
     require grad), the decode on another thread, outside inference mode and with grad enabled."""
     import comfy.ldm.wan.vae
 
-    from streamvae.synthetic import fill_random_weights_
+    from benchmarks.synthetic import fill_random_weights_
 
     with torch.inference_mode():
         model = comfy.ldm.wan.vae.WanVAE(dim=8, z_dim=16, dim_mult=[1, 2, 4, 4], num_res_blocks=2, attn_scales=[],

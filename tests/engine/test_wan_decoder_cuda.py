@@ -10,9 +10,9 @@ import pytest
 import torch
 
 from streamvae import decoder_for, iter_frames
-from streamvae.bench import fast_mode_psnr, psnr_db
+from benchmarks.bench import fast_mode_psnr, psnr_db
 from streamvae.decoders import FastWanChunkDecoder
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
@@ -77,7 +77,7 @@ def test_fast_mode_peaks_below_stock(full_size_vae):
 def test_comfyui_vae_loaded_under_inference_mode_decodes_fast_from_a_plain_thread(comfy):
     """The server's situation, which crashed the former fast mode: ComfyUI builds and loads the VAE under
     inference mode; the decode runs on another thread, outside it, with grad enabled."""
-    from streamvae.synthetic import random_comfy_wan_vae
+    from benchmarks.synthetic import random_comfy_wan_vae
 
     with torch.inference_mode():
         vae = random_comfy_wan_vae("wan2.1")
