@@ -175,6 +175,10 @@ class HostWanChunkDecoder(WanChunkDecoder):
         self.name = name
         self._first_chunk_kwarg = takes_first_chunk(parts.decoder)
 
+    # The host's modules run under inference mode, as ComfyUI's executor runs them, whatever thread decodes: weights
+    # ComfyUI loaded under inference mode are inference tensors, which a module called with grad enabled refuses
+    # ("Inference tensors do not track version counter"). The arithmetic is the same either way.
+    @torch.inference_mode()
     def _prepare(self, latent: torch.Tensor) -> torch.Tensor:
         return self.parts.pre_conv(latent.to(device=self.device, dtype=self.dtype))
 
@@ -183,6 +187,7 @@ class HostWanChunkDecoder(WanChunkDecoder):
         # enough whatever a future version counts, and a list of Nones costs nothing.
         return [None] * len(list(self.parts.decoder.modules()))
 
+    @torch.inference_mode()
     def _decode(self, x: torch.Tensor, cache: list, first: bool) -> list[torch.Tensor]:
         kwargs = {"first_chunk": True} if (first and self._first_chunk_kwarg) else {}
         out = self.parts.decoder(x, feat_cache=cache, feat_idx=[0], **kwargs)

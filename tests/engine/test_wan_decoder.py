@@ -135,9 +135,11 @@ def test_cuda_layout_through_the_cpu_fallbacks(diffusers_vae):
     assert_same_video(chunks, reference, [1, 4, 4])
 
 
-def test_inference_tensor_weights_decoded_from_a_plain_thread(comfy):
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_inference_tensor_weights_decoded_from_a_plain_thread(comfy, mode):
     """What ComfyUI's server does: weights loaded under inference mode (inference tensors, parameters that
-    require grad), the decode on another thread, outside inference mode and with grad enabled."""
+    require grad), the decode on another thread, outside inference mode and with grad enabled. Exact mode drives
+    the host's own modules, fast mode our decoder: both must work there."""
     import comfy.ldm.wan.vae
 
     from benchmarks.synthetic import fill_random_weights_
@@ -156,7 +158,9 @@ def test_inference_tensor_weights_decoded_from_a_plain_thread(comfy):
         try:
             with torch.enable_grad():
                 assert not torch.is_inference_mode_enabled()
-                result["chunks"] = list(FastWanChunkDecoder(load_wan_decoder(model)).chunks(latent))
+                decoder = (FastWanChunkDecoder(load_wan_decoder(model)) if mode == "fast"
+                           else cpu_decoder_of_comfy_model(model))
+                result["chunks"] = list(decoder.chunks(latent))
         except BaseException as error:  # noqa: BLE001 - handed to the test's thread
             result["error"] = error
 
