@@ -1,5 +1,5 @@
-"""`python -m streamvae`: bench (the embedded default, no downloads), decode (your own VAE and latent) and run (a
-workflow on a ComfyUI server, see client/)."""
+"""`python -m streamvae`: bench (the embedded default, no downloads), decode (your own VAE and latent), run (a
+workflow on a ComfyUI server, see client/) and farm (a workflow per line of a job file on Ray workers, see farm/)."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from typing import Optional
 import torch
 
 from .client.run_command import add_run_command
+from .farm.command import add_farm_command
 from .encoding import CODECS, CONTAINERS, ENCODERS, PRESETS
 from .errors import Cancelled, EncoderError, StreamVAEError
 from .pipeline import Progress
@@ -130,6 +131,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.set_defaults(run=cmd_decode)
 
     add_run_command(commands)
+    add_farm_command(commands)
     return parser
 
 
