@@ -6,8 +6,8 @@
 
 A failed job gets {"status": "failed", "error": "...", "attempts": N}. A later record for the same id supersedes an
 earlier one, so a rerun that finishes a job failed before appends its "done" record. Each record is one write of a
-whole line, flushed and fsynced: a driver killed mid-write leaves at most a torn last line, which reading skips and
-the next append starts after.
+whole line, flushed and fsynced: a driver killed mid-write leaves at most a torn line (the start of a record), which
+reading skips and the next append starts after.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ class Manifest:
             try:
                 record = json.loads(line)
             except json.JSONDecodeError:
-                if number == len(lines):  # a write cut short by a killed driver: that job simply runs again
+                if line.startswith("{"):  # a write cut short by a killed driver: that job simply runs again
                     print(f"{self.path}: line {number} is incomplete (an interrupted write); ignoring it",
                           file=sys.stderr)
                     continue

@@ -120,13 +120,15 @@ def make_host_tree(root: Path, comfyui: Path, repo_root: Path = REPO_ROOT) -> Ho
     return tree
 
 
-def build_random_vaes(comfyui: Path, vae_dir: Path, timeout: float = 300) -> list[Path]:
-    """Write the two random-weight Wan VAEs into vae_dir, in a subprocess (it imports ComfyUI)."""
-    command = [sys.executable, str(HERE / "make_random_wan_vaes.py"), "--comfyui", str(comfyui), "--out", str(vae_dir)]
+def build_random_vaes(comfyui: Path, vae_dir: Path, timeout: float = 300, only: tuple[str, ...] = ()) -> list[Path]:
+    """Write the random-weight Wan VAEs (both, or the `only` ones) into vae_dir, in a subprocess (it imports
+    ComfyUI)."""
+    command = [sys.executable, str(HERE / "make_random_wan_vaes.py"), "--comfyui", str(comfyui), "--out", str(vae_dir),
+               *(argument for name in only for argument in ("--only", name))]
     done = subprocess.run(command, cwd=comfyui, env=_child_env(), capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"building the random Wan VAEs failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-4000:]}")
-    return [vae_dir / WAN21_VAE, vae_dir / WAN22_VAE]
+    return [vae_dir / name for name in (only or (WAN21_VAE, WAN22_VAE))]
 
 
 def remove_model_files(tree: HostTree):

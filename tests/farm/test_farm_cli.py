@@ -1,0 +1,99 @@
+"""`python -m streamvae farm` as a user runs it, against the tests' Ray cluster (--address): bad lines stop it with
+their line numbers (or are skipped on request); the driver killed mid-run takes its workers and their ComfyUIs with
+it, leaves no partial file in DEST, and the same command run again finishes the rest: no job lost, none twice."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+import comfy_host
+from farm_host import assert_every_output_once, comfyui_args, job_sets
+from streamvae.farm import load_jobs
+
+DECODE_ONLY_UI = comfy_host.REPO_ROOT / "workflows" / "decode_only.json"  # converted on the workers
+
+
+def write_job_file(folder: Path, latents: list[Path]) -> Path:
+    """Ten good jobs, a line that is not JSON (line 4) and a job whose input file is missing (line 8)."""
+    lines = [json.dumps({"id": f"cli-{number:02d}", "set": job_sets(f"@{latents[number % len(latents)]}")})
+             for number in range(10)]
+    lines.insert(3, '{"id": "cli-broken", "set": ')
+    lines.insert(7, json.dumps({"id": "cli-missing", "set": job_sets("@gone.latent")}))
+    path = folder / "jobs.jsonl"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def farm_command(jobs: Path, dest: Path, address: str, farm_host: Path, tree, *options: str) -> list[str]:
+    return [sys.executable, "-m", "streamvae", "farm", str(jobs), "--workflow", str(DECODE_ONLY_UI), "--out",
+            str(dest), "--address", address, "--workers", "2", "--cpus-per-worker", "1", "--comfyui", str(farm_host),
+            "--comfyui-args", shlex.join(comfyui_args(tree)), *options]
+
+
+def test_bad_lines_stop_the_farm_with_their_line_numbers(ray_cluster, farm_host, farm_tree, latents, tmp_path):
+    jobs = write_job_file(tmp_path, latents)
+    done = subprocess.run(farm_command(jobs, tmp_path / "out", ray_cluster, farm_host, farm_tree),
+                          capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
+    assert done.returncode == 2, done.stderr
+    assert f"{jobs}: 2 bad line(s):" in done.stderr
+    assert "line 4: not JSON" in done.stderr
+    assert f"line 8: input file gone.latent (for LoadLatent.latent) does not exist: looked at {tmp_path}" \
+           in done.stderr
+    assert "pass --skip-bad-lines to run the other 10 job(s)" in done.stderr
+    assert not (tmp_path / "out").exists()  # nothing started
+
+
+def wait_for_done_records(manifest: Path, count: int, driver: subprocess.Popen, timeout: float = 300):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        assert driver.poll() is None, "the farm ended before it could be killed"
+        if manifest.exists() and manifest.read_text().count('"status": "done"') >= count:
+            return
+        time.sleep(0.2)
+    raise AssertionError(f"fewer than {count} jobs done after {timeout:.0f} s")
+
+
+def assert_gone(pids: list[int], timeout: float = 60):
+    deadline = time.monotonic() + timeout
+    while any(psutil.pid_exists(pid) and psutil.Process(pid).status() != psutil.STATUS_ZOMBIE for pid in pids):
+        assert time.monotonic() < deadline, f"still running {timeout:.0f} s after the driver died: {pids}"
+        time.sleep(0.5)
+
+
+def test_killed_driver_then_rerun_finishes_every_job_once(ray_cluster, farm_host, farm_tree, latents,
+                                                          reference_frames, tmp_path):
+    jobs = write_job_file(tmp_path, latents)
+    dest = tmp_path / "out"
+    command = farm_command(jobs, dest, ray_cluster, farm_host, farm_tree, "--skip-bad-lines")
+    log = tmp_path / "first.log"
+    with open(log, "w") as sink:
+        driver = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    try:
+        wait_for_done_records(dest / "manifest.jsonl", 3, driver)
+    finally:
+        driver.send_signal(signal.SIGKILL)
+        driver.wait(30)
+    first = log.read_text()
+    assert "going on without them: 10 job(s)" in first
+    comfyui_pids = [int(pid) for pid in re.findall(r"ready: ComfyUI pid (\d+)", first)]
+    assert len(comfyui_pids) == 2, first
+    assert_gone(comfyui_pids)  # the workers die with their driver, and take their ComfyUIs along
+    finished_before = len(dest.joinpath("manifest.jsonl").read_text().splitlines())
+    visible = {path.name for path in dest.iterdir()} - {".streamvae-partial"}
+    assert visible == {"manifest.jsonl"} | {f"{record['id']}.mp4" for record in
+                                            map(json.loads, dest.joinpath("manifest.jsonl").read_text().splitlines())}
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert f"{finished_before} job(s) finished earlier" in again.stderr
+    assert "total" in again.stdout and f"manifest: {dest / 'manifest.jsonl'}" in again.stdout
+    assert_every_output_once(dest, load_jobs(jobs).jobs, reference_frames)
