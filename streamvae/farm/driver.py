@@ -17,7 +17,6 @@ Faults, and who handles them:
 from __future__ import annotations
 
 import collections
-import datetime
 import sys
 import time
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from ..stats import DEFAULT_PRICE_PER_GPU_HOUR
 from . import extra
 from .destination import Destination
 from .jobs import Job
-from .manifest import Manifest
+from .manifest import Manifest, manifest_record
 from .report import FarmProgress, FarmReport, WorkerTally
 from .worker import FarmWorker, WorkerSettings
 
@@ -186,8 +185,10 @@ class _Run:
                 job = self.queue.popleft()
                 tries = self.tries_so_far.get(job.id, 0) + 1
                 self.tries_so_far[job.id] = tries
+                base = {"id": job.id, "line": job.line, "attempts": tries, "worker": worker.tally.name,
+                        "where": worker.tally.where}
                 ref = worker.handle.run_job.remote(job, self.workflow, _local_inputs(job), self.dest,
-                                                   self.job_timeout)
+                                                   self.job_timeout, base)
                 self.farm.calls[ref] = Call(worker, job, tries, time.monotonic())
                 worker.state = "busy"
                 self.progress.worker(worker.tally.name, f"{job.id}" + (f" (try {tries})" if tries > 1 else ""))
@@ -198,6 +199,8 @@ class _Run:
         except self.ray.exceptions.RayActorError as error:
             self._worker_lost(call, error)
             return
+        except self.ray.exceptions.RayTaskError as error:  # the worker's method raised: a failed try, say why
+            answer = {"status": "failed", "error": _cause(error), "retry": True, "timings": {}}
         if call.job is None:
             self._worker_ready(call.worker, answer)
         else:
@@ -232,7 +235,8 @@ class _Run:
         for note in outcome.get("notes", []):
             self.progress.note(f"{worker.tally.name}: {note}")
         if outcome["status"] == "done":
-            self._record(call, outcome)
+            self.manifest.append(outcome["record"])
+            self.dest.remove_receipt(call.job.id)
             worker.tally.jobs += 1
             worker.tally.busy_s += outcome["timings"]["wall_s"]
             worker.tally.video_s += outcome.get("video_seconds") or 0.0
@@ -253,16 +257,11 @@ class _Run:
             self.progress.note(f"{call.job.id}: try {call.tries} of {self.tries} failed ({error}); trying again")
             self.queue.append(call.job)
             return
-        self._record(call, {"status": "failed", "error": error})
+        base = {"id": call.job.id, "line": call.job.line, "attempts": call.tries, "worker": call.worker.tally.name,
+                "where": call.worker.tally.where}
+        self.manifest.append(manifest_record(base, {"status": "failed", "error": error}))
         self.report.failed.append((call.job.id, error))
         self.progress.job_finished(call.job.id, call.worker.tally.name, False, error)
-
-    def _record(self, call: Call, outcome: dict) -> None:
-        record = {key: value for key, value in outcome.items() if key not in ("retry", "notes", "server_died")}
-        record.update(id=call.job.id, worker=call.worker.tally.name, where=call.worker.tally.where,
-                      attempts=call.tries, line=call.job.line,
-                      finished_at=datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"))
-        self.manifest.append(record)
 
 
 def run_jobs(jobs: list[Job], workflow: dict, out: str, options: FarmOptions, *, manifest=None,
@@ -293,7 +292,22 @@ def jobs_to_run(jobs: list[Job], dest: Destination, manifest: Manifest, stream=N
     skipped = len(jobs) - len(to_run)
     if skipped:
         print(f"{skipped} job(s) finished earlier (in {manifest.path}, outputs in {dest}): skipped", file=stream)
-    return to_run, skipped
+    recovered = _recover_from_receipts(to_run, dest, manifest, sizes)
+    if recovered:
+        print(f"{len(recovered)} job(s) finished after their driver stopped: recorded from their receipts in {dest}, "
+              "not run again", file=stream)
+    return [job for job in to_run if job.id not in recovered], skipped + len(recovered)
+
+
+def _recover_from_receipts(jobs: list[Job], dest: Destination, manifest: Manifest, sizes: dict) -> set:
+    """Append the records of jobs a worker finished after its driver died (their receipts); their ids."""
+    recovered = set()
+    for job_id, record in dest.receipts({job.id for job in jobs}).items():
+        if _finished(record, sizes):
+            manifest.append({**record, "recovered": "from its receipt: its driver stopped before recording it"})
+            recovered.add(job_id)
+        dest.remove_receipt(job_id)
+    return recovered
 
 
 def default_manifest(dest: Destination):
@@ -305,9 +319,10 @@ def default_manifest(dest: Destination):
 
 
 def _finished(record: Optional[dict], sizes: dict[str, int]) -> bool:
+    """Recorded done, and every output in DEST at its recorded size."""
     outputs = (record or {}).get("outputs") or []
-    return bool(outputs) and record["status"] == "done" and all(sizes.get(item["location"].rsplit("/", 1)[-1]) == item["size"]
-                                 for item in outputs)
+    return bool(outputs) and record["status"] == "done" and all(
+        sizes.get(item["location"].rsplit("/", 1)[-1]) == item["size"] for item in outputs)
 
 
 def _local_inputs(job: Job) -> dict[str, bytes]:

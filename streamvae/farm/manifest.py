@@ -12,10 +12,21 @@ reading skips and the next append starts after.
 
 from __future__ import annotations
 
+import datetime
 import json
 import os
 import sys
 from pathlib import Path
+
+# What a worker's outcome carries for the driver only.
+NOT_RECORDED = ("retry", "notes", "server_died", "record")
+
+
+def manifest_record(base: dict, outcome: dict) -> dict:
+    """A manifest line: what the driver knows of the try (id, worker, where, attempts, line) and how it ended."""
+    record = {**base, **{key: value for key, value in outcome.items() if key not in NOT_RECORDED}}
+    record["finished_at"] = datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")
+    return record
 
 
 class Manifest:

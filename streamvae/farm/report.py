@@ -52,7 +52,7 @@ class FarmReport:
         rows.append(self._row(total))
         widths = [max(len(row[column]) for row in rows) for column in range(len(rows[0]))]
         lines = ["  ".join(cell.ljust(width) if column < 2 else cell.rjust(width)
-                           for column, (cell, width) in enumerate(zip(row, widths))) for row in rows]
+                           for column, (cell, width) in enumerate(zip(row, widths, strict=True))) for row in rows]
         lines.insert(1, "-" * len(lines[0]))
         lines.insert(len(lines) - 1, "-" * len(lines[0]))
         lines.append(self._farm_line(total))

@@ -4,8 +4,9 @@ The driver makes it a Ray actor (one GPU, or --cpus-per-worker CPUs); this modul
 it reads and tests as a plain class. The ComfyUI server starts with the worker and stays warm across jobs; if it
 has died when a job comes, or dies during one, the worker starts a new one and says so in the job's outcome.
 
-A job's outcome is a dict the driver turns into a manifest record:
-    {"status": "done", "outputs": [{"location", "size", "sha256"}], "video_seconds", "rtf", "timings": {...}}
+A job's outcome, for the driver:
+    {"status": "done", "outputs": [{"location", "size", "sha256"}], "video_seconds", "rtf", "timings": {...},
+     "record": the job's manifest record, also left in DEST as its receipt}
     {"status": "failed", "error": "...", "retry": bool}   retry False: trying again can't help (a missing input,
                                                           a prompt the server refuses)
 """
@@ -30,6 +31,7 @@ from ..client.errors import ClientError, PromptRejected, RunTimeout, WorkflowErr
 from .comfy_process import ComfyProcess, find_comfyui
 from .destination import Destination, read_input
 from .jobs import Job
+from .manifest import manifest_record
 
 ROOT_PREFIX = "streamvae-farm-"
 # A ComfyUI this worker started drops its WebSocket only when it dies: no reason to wait long for it to come back.
@@ -76,8 +78,10 @@ class FarmWorker:
 
     # ---- one job
 
-    def run_job(self, job: Job, workflow: dict, input_bytes: dict, dest: Destination,
-                timeout: Optional[float]) -> dict:
+    def run_job(self, job: Job, workflow: dict, input_bytes: dict, dest: Destination, timeout: Optional[float],
+                record_base: dict) -> dict:
+        """One try of a job. On success its manifest record (record_base, what the driver knows, plus the outputs
+        and timings) is left in DEST as a receipt and returned as outcome["record"]."""
         started = time.monotonic()
         notes = []
         if not self.server.alive():
@@ -89,13 +93,18 @@ class FarmWorker:
         except JobFailed as failure:
             outcome = {"status": "failed", "error": str(failure), "retry": failure.retry,
                        "server_died": failure.server_died}
+        except Exception as error:  # noqa: BLE001 - writing to DEST, reading an input: the try failed, say how
+            outcome = {"status": "failed", "error": f"{type(error).__name__}: {error}", "retry": True}
         finally:
             shutil.rmtree(work, ignore_errors=True)
         outcome.setdefault("timings", {})["wall_s"] = round(time.monotonic() - started, 3)
-        if outcome["status"] == "done" and outcome.get("video_seconds"):
-            outcome["rtf"] = round(outcome["timings"]["wall_s"] / outcome["video_seconds"], 4)
         if notes:
             outcome["notes"] = notes
+        if outcome["status"] == "done":
+            if outcome.get("video_seconds"):
+                outcome["rtf"] = round(outcome["timings"]["wall_s"] / outcome["video_seconds"], 4)
+            outcome["record"] = manifest_record(record_base, outcome)
+            dest.put_receipt(job.id, outcome["record"])
         return outcome
 
     def _run(self, job: Job, workflow: dict, input_bytes: dict, dest: Destination, timeout: Optional[float],
@@ -129,8 +138,8 @@ class FarmWorker:
                 raise JobFailed("the workflow saved no files: it needs a save node (Save Video (Streaming), ...)",
                                 retry=False)
             clock = time.monotonic()
-            outputs = [publish(dest, path, name) for path, name in zip(result.files, output_names(job.id,
-                                                                                                  result.files))]
+            names = output_names(job.id, result.files)
+            outputs = [publish(dest, path, name) for path, name in zip(result.files, names, strict=True)]
             publish_s = time.monotonic() - clock
         finally:
             self._remove_server_outputs(result.outputs)

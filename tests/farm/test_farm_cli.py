@@ -1,6 +1,7 @@
 """`python -m streamvae farm` as a user runs it, against the tests' Ray cluster (--address): bad lines stop it with
 their line numbers (or are skipped on request); the driver killed mid-run takes its workers and their ComfyUIs with
-it, leaves no partial file in DEST, and the same command run again finishes the rest: no job lost, none twice."""
+it, leaves no partial file in DEST, and the same command run again finishes the rest: no job lost, none run
+twice (a job finished after its driver died is recorded from its receipt, not run again)."""
 
 from __future__ import annotations
 
@@ -18,6 +19,7 @@ import psutil
 import comfy_host
 from farm_host import assert_every_output_once, comfyui_args, job_sets
 from streamvae.farm import load_jobs
+from streamvae.farm.destination import PARTIAL_FOLDER, RECEIPTS_FOLDER
 
 DECODE_ONLY_UI = comfy_host.REPO_ROOT / "workflows" / "decode_only.json"  # converted on the workers
 
@@ -52,14 +54,14 @@ def test_bad_lines_stop_the_farm_with_their_line_numbers(ray_cluster, farm_host,
     assert not (tmp_path / "out").exists()  # nothing started
 
 
-def wait_for_done_records(manifest: Path, count: int, driver: subprocess.Popen, timeout: float = 300):
+def wait_for_done_records(manifest: Path, count: int, driver: subprocess.Popen, log: Path, timeout: float = 300):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
-        assert driver.poll() is None, "the farm ended before it could be killed"
+        assert driver.poll() is None, f"the farm ended before it could be killed:\n{log.read_text()[-5000:]}"
         if manifest.exists() and manifest.read_text().count('"status": "done"') >= count:
             return
         time.sleep(0.2)
-    raise AssertionError(f"fewer than {count} jobs done after {timeout:.0f} s")
+    raise AssertionError(f"fewer than {count} jobs done after {timeout:.0f} s:\n{log.read_text()[-5000:]}")
 
 
 def assert_gone(pids: list[int], timeout: float = 60):
@@ -78,7 +80,7 @@ def test_killed_driver_then_rerun_finishes_every_job_once(ray_cluster, farm_host
     with open(log, "w") as sink:
         driver = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     try:
-        wait_for_done_records(dest / "manifest.jsonl", 3, driver)
+        wait_for_done_records(dest / "manifest.jsonl", 3, driver, log)
     finally:
         driver.send_signal(signal.SIGKILL)
         driver.wait(30)
@@ -87,13 +89,20 @@ def test_killed_driver_then_rerun_finishes_every_job_once(ray_cluster, farm_host
     comfyui_pids = [int(pid) for pid in re.findall(r"ready: ComfyUI pid (\d+)", first)]
     assert len(comfyui_pids) == 2, first
     assert_gone(comfyui_pids)  # the workers die with their driver, and take their ComfyUIs along
-    finished_before = len(dest.joinpath("manifest.jsonl").read_text().splitlines())
-    visible = {path.name for path in dest.iterdir()} - {".streamvae-partial"}
-    assert visible == {"manifest.jsonl"} | {f"{record['id']}.mp4" for record in
-                                            map(json.loads, dest.joinpath("manifest.jsonl").read_text().splitlines())}
+    # Every video in DEST is whole and accounted for: recorded in the manifest, or (finished after the driver
+    # died) left with its receipt, from which the rerun records it instead of running it again.
+    recorded = {json.loads(line)["id"] for line in (dest / "manifest.jsonl").read_text().splitlines()}
+    receipts = {path.stem for path in (dest / RECEIPTS_FOLDER).glob("*.json")}
+    videos = {path.stem: path.stat().st_mtime_ns for path in dest.glob("*.mp4")}
+    assert set(videos) == recorded | receipts
+    assert {path.name for path in dest.iterdir()} <= {"manifest.jsonl", PARTIAL_FOLDER, RECEIPTS_FOLDER,
+                                                      *(f"{job_id}.mp4" for job_id in videos)}
 
     again = subprocess.run(command, capture_output=True, text=True, timeout=600, stdin=subprocess.DEVNULL)
     assert again.returncode == 0, again.stdout + again.stderr
-    assert f"{finished_before} job(s) finished earlier" in again.stderr
-    assert "total" in again.stdout and f"manifest: {dest / 'manifest.jsonl'}" in again.stdout
+    assert f"{len(recorded)} job(s) finished earlier" in again.stderr
+    assert f"farm: {10 - len(videos)} done, 0 failed, {len(videos)} finished earlier" in again.stdout
+    assert f"manifest: {dest / 'manifest.jsonl'}" in again.stdout
+    assert {path.stem: path.stat().st_mtime_ns for path in dest.glob("*.mp4") if path.stem in videos} == videos
+    assert not (dest / RECEIPTS_FOLDER).exists()
     assert_every_output_once(dest, load_jobs(jobs).jobs, reference_frames)

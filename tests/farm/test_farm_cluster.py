@@ -175,7 +175,8 @@ def test_s3_destination_with_inputs_from_the_bucket(farm, latents, reference_fra
     s3.create_bucket(Bucket="farm")
     for latent in latents[:2]:
         s3.upload_file(str(latent), "farm", f"in/{latent.name}")
-    lines = [{"id": f"s3-{number}", "set": job_sets(f"@s3://farm/in/{latents[number % 2].name}")} for number in range(3)]
+    lines = [{"id": f"s3-{number}", "set": job_sets(f"@s3://farm/in/{latents[number % 2].name}")}
+             for number in range(3)]
     lines.append({"id": "s3-missing", "set": job_sets("@s3://farm/in/missing.latent")})
     (tmp_path / "s3.jsonl").write_text("".join(json.dumps(line) + "\n" for line in lines))
     manifest = tmp_path / "farm.jsonl"

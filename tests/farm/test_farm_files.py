@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from streamvae.farm.destination import PARTIAL_FOLDER, Destination
+from streamvae.farm.driver import jobs_to_run
 from streamvae.farm.jobs import check_against_workflow, load_jobs
 from streamvae.farm.manifest import Manifest
 
@@ -123,6 +124,27 @@ def test_a_folder_destination_shows_only_whole_files(tmp_path):
     (tmp_path / "out" / PARTIAL_FOLDER / "job-2.mp4.0123abcd").write_bytes(b"v" * 10)
     assert dest.sizes() == {"job-1.mp4": 3000}
     assert dest.remove_partials() == 1 and not (tmp_path / "out" / PARTIAL_FOLDER).exists()
+
+
+def test_a_job_finished_after_its_driver_died_is_recorded_from_its_receipt_not_run_again(tmp_path, capsys):
+    source = tmp_path / "video.mp4"
+    source.write_bytes(b"v" * 100)
+    dest = Destination(str(tmp_path / "out"))
+    manifest = Manifest(tmp_path / "out" / "manifest.jsonl")
+    jobs = load_jobs(job_file(tmp_path, *(json.dumps({"id": name}) for name in ("a", "b", "c", "d")))).jobs
+    for name in ("a", "b", "c"):  # a: recorded; b: finished after its driver died; c: receipt, output gone
+        output = {"location": dest.publish(source, f"{name}.mp4"), "size": 100, "sha256": "x"}
+        record = {"id": name, "status": "done", "outputs": [output]}
+        if name == "a":
+            manifest.append(record)
+        else:
+            dest.put_receipt(name, record)
+    (tmp_path / "out" / "c.mp4").unlink()
+    to_run, finished = jobs_to_run(jobs, dest, manifest)
+    assert [job.id for job in to_run] == ["c", "d"] and finished == 2
+    assert "1 job(s) finished after their driver stopped: recorded from their receipts" in capsys.readouterr().err
+    assert manifest.records()["b"]["recovered"] == "from its receipt: its driver stopped before recording it"
+    assert dest.receipts({"a", "b", "c", "d"}) == {}  # read once, then removed
 
 
 def python(code: str) -> subprocess.CompletedProcess:

@@ -1,0 +1,112 @@
+"""Farm throughput, measured: jobs per hour with 1 and 2 workers on this machine, for docs/farm.md. A benchmark, not
+a test (pytest does not collect it).
+
+    COMFYUI_PATH=~/comfy/ComfyUI python tests/farm/bench_scaling.py --jobs 16 --out docs/bench/farm-scaling.json
+
+Each worker is a real ComfyUI with this pack (a local Ray cluster the farm starts itself, as `python -m streamvae
+farm` without --address does), running the decode-only workflow on a random-weight Wan 2.1 VAE. CPU workers
+(ComfyUI --cpu, one CPU each) unless --gpu: one worker per GPU. Workers are warmed first (started, the VAE loaded,
+one job each); then the same jobs are timed with 1 worker and with 2. Per job it reports the worker's wall time,
+how much of it ComfyUI spent rendering, and the farm's own cost around it (inputs, publishing, dispatch).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "host")]
+
+import comfy_host  # noqa: E402
+import safetensors.torch  # noqa: E402
+import torch  # noqa: E402
+from comfy_host import WAN21_VAE  # noqa: E402
+from farm_host import DECODE_ONLY, comfyui_args, job_sets  # noqa: E402
+
+from streamvae.farm import Farm, FarmOptions, load_jobs  # noqa: E402
+
+
+def write_latents(folder: Path, count: int, latent_frames: int, height: int, width: int) -> list[Path]:
+    paths = []
+    for seed in range(count):
+        latent = torch.randn(1, 16, latent_frames, height // 8, width // 8,
+                             generator=torch.Generator().manual_seed(seed))
+        path = folder / f"bench{seed}.latent"
+        safetensors.torch.save_file({"latent_tensor": latent, "latent_format_version_0": torch.tensor([])}, str(path))
+        paths.append(path)
+    return paths
+
+
+def job_file(folder: Path, name: str, latents: list[Path], count: int) -> list:
+    path = folder / f"{name}.jsonl"
+    path.write_text("".join(json.dumps({"id": f"{name}-{number:03d}", "set": job_sets(f"@{latents[number % 4]}")})
+                            + "\n" for number in range(count)))
+    return load_jobs(path).jobs
+
+
+def measure(workers: int, args, tree, latents: list[Path], folder: Path) -> dict:
+    workflow = json.loads(DECODE_ONLY.read_text())
+    options = FarmOptions(workers=workers, cpus_per_worker=None if args.gpu else 1, comfyui=str(args.comfyui),
+                          comfyui_args=comfyui_args(tree), startup_timeout=600)
+    with Farm(options) as farm:
+        farm.run(job_file(folder, f"warm{workers}", latents, workers), workflow, str(folder / f"warm{workers}"))
+        load_before = os.getloadavg()[0]
+        started = time.monotonic()
+        report = farm.run(job_file(folder, f"timed{workers}", latents, args.jobs), workflow,
+                          str(folder / f"timed{workers}"))
+        wall = time.monotonic() - started
+    assert report.ok and report.done == args.jobs, report.failed
+    records = [json.loads(line) for line in (folder / f"timed{workers}" / "manifest.jsonl").read_text().splitlines()]
+    job_wall = [record["timings"]["wall_s"] for record in records]
+    render = [record["timings"]["render_s"] for record in records]
+    return {"workers": workers, "jobs": args.jobs, "wall_s": round(wall, 2),
+            "jobs_per_hour": round(args.jobs / wall * 3600, 1),
+            "job_wall_s_mean": round(statistics.mean(job_wall), 3),
+            "render_s_mean": round(statistics.mean(render), 3),
+            "worker_overhead_s_mean": round(statistics.mean(w - r for w, r in zip(job_wall, render, strict=True)), 3),
+            # Worker time the farm did not fill with jobs: dispatch, results, the manifest, the last job's tail.
+            "idle_s_per_job": round((workers * wall - sum(job_wall)) / args.jobs, 3),
+            "video_seconds_per_job": records[0]["video_seconds"],
+            "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--comfyui", type=Path, default=comfy_host.find_comfyui()[0])
+    parser.add_argument("--jobs", type=int, default=16, help="timed jobs per worker count")
+    parser.add_argument("--latent-frames", type=int, default=2, help="latent frames per job (1 + 4(n-1) frames)")
+    parser.add_argument("--size", default="64x48", help="video WIDTHxHEIGHT (multiples of 8)")
+    parser.add_argument("--gpu", action="store_true", help="one worker per GPU instead of CPU workers")
+    parser.add_argument("--out", type=Path, default=Path("farm-scaling.json"))
+    args = parser.parse_args()
+    if args.comfyui is None:
+        sys.exit("ComfyUI not found: set COMFYUI_PATH or --comfyui")
+    width, height = map(int, args.size.split("x"))
+    with tempfile.TemporaryDirectory() as scratch:
+        folder = Path(scratch)
+        tree = comfy_host.make_host_tree(folder / "tree", args.comfyui)
+        comfy_host.build_random_vaes(args.comfyui, tree.vae, only=(WAN21_VAE,))
+        latents = write_latents(folder, 4, args.latent_frames, height, width)
+        runs = [measure(workers, args, tree, latents, folder) for workers in (1, 2)]
+    result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+              "machine": f"{platform.node()}, {os.cpu_count()} CPUs, {platform.python_version()}",
+              "comfyui": comfy_host.comfyui_version(args.comfyui), "torch": torch.__version__,
+              "ray": __import__("ray").__version__, "workers_kind": "GPU" if args.gpu else "CPU (ComfyUI --cpu)",
+              "video": f"{width}x{height}, {1 + 4 * (args.latent_frames - 1)} frames at 16 fps", "runs": runs,
+              "scaling_efficiency_2_workers": round(runs[1]["jobs_per_hour"] / (2 * runs[0]["jobs_per_hour"]), 3)}
+    args.out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(result, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
