@@ -43,7 +43,8 @@ def add_farm_command(commands) -> None:
                                         "~/comfy/ComfyUI, where deploy/g7e/setup.sh puts it)")
     farm.add_argument("--comfyui-python", help="ComfyUI's python on the workers (default: the workers' own)")
     farm.add_argument("--comfyui-args", default="", metavar="'ARGS'",
-                      help="extra arguments for each ComfyUI, e.g. '--highvram'")
+                      help="extra arguments for each ComfyUI: --comfyui-args=--highvram (one argument: with '=') "
+                           "or --comfyui-args '--highvram --reserve-vram 2'")
     farm.add_argument("--tries", type=int, default=DEFAULT_TRIES,
                       help="tries per job before it is recorded failed (default %(default)s)")
     farm.add_argument("--job-timeout", type=float, help="seconds one try may take (it is cancelled after)")

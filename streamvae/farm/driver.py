@@ -140,6 +140,37 @@ class Farm:
         """describe() answers once the worker (re)started its ComfyUI, or raises if the worker is gone for good."""
         self.calls[worker.handle.describe.remote()] = Call(worker)
 
+    def wait_ready(self, timeout: Optional[float] = None) -> None:
+        """Until every worker has started (or restarted) its ComfyUI, or is gone for good; between runs, to time
+        jobs without the start-up, or to see a worker back after a restart."""
+        progress = FarmProgress(0, [worker.tally.name for worker in self.workers], self.stream, live=False)
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(call.job is None for call in self.calls.values()):
+            if deadline is not None and time.monotonic() > deadline:
+                raise FarmError(f"workers still starting after {timeout:.0f} s")
+            starting = [ref for ref, call in self.calls.items() if call.job is None]
+            ready, _ = self.ray.wait(starting, num_returns=1, timeout=1.0)
+            for ref in ready:
+                self._take_start(ref, self.calls.pop(ref).worker, progress)
+
+    def _take_start(self, ref, worker: Worker, progress: FarmProgress) -> None:
+        """A describe() answered: the worker is ready, still restarting (ask again), or gone for good."""
+        try:
+            info = self.ray.get(ref)
+        except self.ray.exceptions.ActorUnavailableError:
+            self._ask_ready(worker)
+            return
+        except self.ray.exceptions.RayActorError as error:  # its start failed, or Ray gave up restarting it
+            worker.state = "dead"
+            progress.worker(worker.tally.name, f"could not start: {_cause(error)}", event=True)
+            return
+        restarted = bool(worker.info)
+        worker.info, worker.state = info, "idle"
+        gpus = ",".join(info["gpus"])
+        worker.tally.where = info["host"] + (f" GPU {gpus}" if gpus else "")
+        progress.worker(worker.tally.name, f"{'restarted' if restarted else 'ready'}: ComfyUI pid "
+                                           f"{info['server_pid']} on {info['host']}", event=True)
+
     def _status(self, worker: Worker) -> str:
         where = f" ({worker.tally.where})" if worker.tally.where else ""
         return f"{worker.state}{where}"
@@ -194,6 +225,9 @@ class _Run:
                 self.progress.worker(worker.tally.name, f"{job.id}" + (f" (try {tries})" if tries > 1 else ""))
 
     def _take(self, ref, call: Call) -> None:
+        if call.job is None:
+            self.farm._take_start(ref, call.worker, self.progress)
+            return
         try:
             answer = self.ray.get(ref)
         except self.ray.exceptions.RayActorError as error:
@@ -201,28 +235,10 @@ class _Run:
             return
         except self.ray.exceptions.RayTaskError as error:  # the worker's method raised: a failed try, say why
             answer = {"status": "failed", "error": _cause(error), "retry": True, "timings": {}}
-        if call.job is None:
-            self._worker_ready(call.worker, answer)
-        else:
-            self._job_answered(call, answer)
-
-    def _worker_ready(self, worker: Worker, info: dict) -> None:
-        restarted = bool(worker.info)
-        worker.info, worker.state = info, "idle"
-        gpus = ",".join(info["gpus"])
-        worker.tally.where = info["host"] + (f" GPU {gpus}" if gpus else "")
-        self.progress.worker(worker.tally.name, f"{'restarted' if restarted else 'ready'}: ComfyUI pid "
-                                                f"{info['server_pid']} on {info['host']}", event=True)
+        self._job_answered(call, answer)
 
     def _worker_lost(self, call: Call, error) -> None:
         worker = call.worker
-        if call.job is None and isinstance(error, self.ray.exceptions.ActorUnavailableError):
-            self.farm._ask_ready(worker)  # still restarting: ask again
-            return
-        if call.job is None:  # its start (or restart) failed: Ray gives up on it
-            worker.state = "dead"
-            self.progress.worker(worker.tally.name, f"could not start: {_cause(error)}", event=True)
-            return
         worker.tally.deaths += 1
         worker.state = "starting"
         self.progress.worker(worker.tally.name, f"died running {call.job.id}; Ray restarts it", event=True)

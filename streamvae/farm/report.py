@@ -79,11 +79,12 @@ class FarmReport:
 
 
 class FarmProgress:
-    def __init__(self, total: int, workers: list[str], stream=None):
+    def __init__(self, total: int, workers: list[str], stream=None, live: Optional[bool] = None):
+        """live: bars on a terminal (default: when stream is one), else a line per event."""
         self.stream = stream or sys.stderr
         self.total, self.done, self.failed = total, 0, 0
         self.started = time.monotonic()
-        self.live = hasattr(self.stream, "isatty") and self.stream.isatty()
+        self.live = (hasattr(self.stream, "isatty") and self.stream.isatty()) if live is None else live
         self.bar, self.rows = None, {}
         if self.live:
             from tqdm import tqdm  # noqa: PLC0415

@@ -103,7 +103,8 @@ def test_a_worker_killed_mid_job_is_restarted_and_its_job_done_elsewhere(farm, l
     (tally,) = [tally for tally in report.workers if tally.name == killed["worker"]]
     assert tally.deaths == 1
     assert not psutil.pid_exists(killed["pid"])
-    # Ray restarted the actor: a new process with a new ComfyUI, ready for the next run.
+    # Ray restarts the actor: a new process with a new ComfyUI, ready for the next run.
+    farm.wait_ready(timeout=300)
     (worker,) = [worker for worker in farm.workers if worker.tally.name == killed["worker"]]
     assert worker.state == "idle" and worker.info["pid"] != killed["pid"]
 
