@@ -116,6 +116,8 @@ class Farm:
         dest = Destination(out, storage_options)
         manifest = Manifest(manifest or default_manifest(dest))
         started = time.monotonic()
+        for worker in self.workers:  # each run reports its own counts
+            worker.tally = WorkerTally(worker.tally.name, worker.tally.where)
         report = FarmReport([worker.tally for worker in self.workers], price_per_hour, manifest=str(manifest.path))
         to_run, report.skipped = jobs_to_run(jobs, dest, manifest, self.stream)
         queue = collections.deque(to_run)

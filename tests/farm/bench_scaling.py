@@ -7,7 +7,8 @@ Each worker is a real ComfyUI with this pack (a local Ray cluster the farm start
 farm` without --address does), running the decode-only workflow on a random-weight Wan 2.1 VAE. CPU workers
 (ComfyUI --cpu, one CPU each) unless --gpu: one worker per GPU. Workers are warmed first (started, the VAE loaded,
 one job each); then the same jobs are timed with 1 worker and with 2. Per job it reports the worker's wall time,
-how much of it ComfyUI spent rendering, and the farm's own cost around it (inputs, publishing, dispatch).
+how much of it ComfyUI spent rendering, and the farm's own cost around it (inputs, publishing, dispatch). From that
+overhead and the GPU numbers in docs/benchmarks.md it also works out the paper cost model of docs/farm.md.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch  # noqa: E402
 from comfy_host import WAN21_VAE  # noqa: E402
 from farm_host import DECODE_ONLY, comfyui_args, job_sets  # noqa: E402
 
+from streamvae import DEFAULT_PRICE_PER_GPU_HOUR  # noqa: E402
 from streamvae.farm import Farm, FarmOptions, load_jobs  # noqa: E402
 
 
@@ -58,6 +60,7 @@ def measure(workers: int, args, tree, latents: list[Path], folder: Path) -> dict
     options = FarmOptions(workers=workers, cpus_per_worker=None if args.gpu else 1, comfyui=str(args.comfyui),
                           comfyui_args=comfyui_args(tree), startup_timeout=600)
     with Farm(options) as farm:
+        farm.wait_ready()
         farm.run(job_file(folder, f"warm{workers}", latents, workers), workflow, str(folder / f"warm{workers}"))
         load_before = os.getloadavg()[0]
         started = time.monotonic()
@@ -77,6 +80,30 @@ def measure(workers: int, args, tree, latents: list[Path], folder: Path) -> dict
             "idle_s_per_job": round((workers * wall - sum(job_wall)) / args.jobs, 3),
             "video_seconds_per_job": records[0]["video_seconds"],
             "load_average_before": round(load_before, 2), "load_average_after": round(os.getloadavg()[0], 2)}
+
+
+# The paper cost model's per-video GPU time: docs/benchmarks.md, "The full suite, second session" (NVIDIA H200,
+# ComfyUI 0.3.64's own Wan 2.1 VAE, run 3): latent -> finished MP4 for 1280x720x161 at 16 fps (10.06 s of video).
+# An H200 stands in for the G7e's RTX PRO 6000 until `bench` runs there.
+GPU_SECONDS_PER_VIDEO = {"stock ComfyUI": 11.67, "StreamVAE exact": 7.79, "StreamVAE fast": 3.59}
+VIDEO_SECONDS = 161 / 16
+HEAD_PRICE_PER_HOUR = 0.1008  # m7i.large on demand (us-east-2), the cluster config's head; an assumption to check
+FLEET_SIZES = (1, 2, 5, 10, 20)
+
+
+def paper_cost_model(overhead_s: float, price_per_hour: float = DEFAULT_PRICE_PER_GPU_HOUR) -> list[dict]:
+    """Cost of 1,000 hours of video on N G7e workers: every video takes a worker GPU_SECONDS + overhead_s (the
+    farm's own time per job, measured), the workers are paid while busy, the head for the whole wall time."""
+    videos = 1000 * 3600 / VIDEO_SECONDS
+    rows = []
+    for path, gpu_s in GPU_SECONDS_PER_VIDEO.items():
+        worker_hours = videos * (gpu_s + overhead_s) / 3600
+        for workers in FLEET_SIZES:
+            wall_hours = worker_hours / workers
+            dollars = worker_hours * price_per_hour + wall_hours * HEAD_PRICE_PER_HOUR
+            rows.append({"path": path, "workers": workers, "wall_hours": round(wall_hours, 1),
+                         "worker_hours": round(worker_hours, 1), "dollars": round(dollars)})
+    return rows
 
 
 def main() -> int:
@@ -103,6 +130,11 @@ def main() -> int:
               "ray": __import__("ray").__version__, "workers_kind": "GPU" if args.gpu else "CPU (ComfyUI --cpu)",
               "video": f"{width}x{height}, {1 + 4 * (args.latent_frames - 1)} frames at 16 fps", "runs": runs,
               "scaling_efficiency_2_workers": round(runs[1]["jobs_per_hour"] / (2 * runs[0]["jobs_per_hour"]), 3)}
+    overhead = runs[0]["worker_overhead_s_mean"] + runs[0]["idle_s_per_job"]
+    result["paper_cost_model"] = {"farm_overhead_s_per_video": round(overhead, 3),
+                                  "gpu_seconds_per_video": GPU_SECONDS_PER_VIDEO, "video_seconds": VIDEO_SECONDS,
+                                  "head_price_per_hour": HEAD_PRICE_PER_HOUR,
+                                  "per_1000_video_hours": paper_cost_model(overhead)}
     args.out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(result, indent=2))
     return 0

@@ -95,9 +95,9 @@ def run_with_a_kill(farm: Farm, jobs: list, dest: Path, pid_of) -> tuple:
 
 
 def test_a_worker_killed_mid_job_is_restarted_and_its_job_done_elsewhere(farm, latents, reference_frames, tmp_path):
-    jobs = jobs_for(tmp_path, latents, 6, "kill-worker")
+    jobs = jobs_for(tmp_path, latents, 4, "kill-worker")
     report, killed = run_with_a_kill(farm, jobs, tmp_path / "out", lambda worker: worker.info["pid"])
-    assert report.ok and report.done == 6
+    assert report.ok and report.done == 4
     records = assert_every_output_once(tmp_path / "out", jobs, reference_frames)
     assert [record["attempts"] for record in records.values()].count(2) == 1  # the one it held, tried again
     (tally,) = [tally for tally in report.workers if tally.name == killed["worker"]]
@@ -110,9 +110,9 @@ def test_a_worker_killed_mid_job_is_restarted_and_its_job_done_elsewhere(farm, l
 
 
 def test_a_killed_comfyui_is_started_again_and_its_job_retried(farm, latents, reference_frames, tmp_path):
-    jobs = jobs_for(tmp_path, latents, 6, "kill-comfyui")
+    jobs = jobs_for(tmp_path, latents, 4, "kill-comfyui")
     report, killed = run_with_a_kill(farm, jobs, tmp_path / "out", lambda worker: worker.info["server_pid"])
-    assert report.ok and report.done == 6
+    assert report.ok and report.done == 4
     records = assert_every_output_once(tmp_path / "out", jobs, reference_frames)
     assert [record["attempts"] for record in records.values()].count(2) == 1
     (tally,) = [tally for tally in report.workers if tally.name == killed["worker"]]
