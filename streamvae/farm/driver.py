@@ -11,7 +11,8 @@ Faults, and who handles them:
 - a job fails on its own (a node error, a timeout): it is tried again, up to `tries` tries in all, then recorded
   failed; a job the server refuses or whose input is missing is recorded failed at once. The farm goes on.
 - the driver dies: its actors die with it (Ray ties them to it); a rerun with the same manifest skips every job
-  recorded done whose output is in DEST, and removes what interrupted copies left.
+  recorded done whose output is in DEST, records a job a worker finished after the driver died from the receipt
+  it left in DEST (destination.py) instead of running it again, and removes what interrupted copies left.
 """
 
 from __future__ import annotations
@@ -65,7 +66,6 @@ class Call:
     worker: Worker
     job: Optional[Job] = None  # None: the worker's describe() (its start or restart)
     tries: int = 0  # tries of this job so far, this one included
-    started: float = 0.0
 
 
 class Farm:
@@ -76,7 +76,12 @@ class Farm:
         self.owns_ray = not self.ray.is_initialized()
         if self.owns_ray:
             self.ray.init(address=options.address, include_dashboard=False)
-        count, resources, cpu = self._plan_workers()
+        try:
+            count, resources, cpu = self._plan_workers()
+        except FarmError:
+            if self.owns_ray:
+                self.ray.shutdown()
+            raise
         settings = WorkerSettings(options.comfyui, options.comfyui_python, tuple(options.comfyui_args), cpu,
                                   options.startup_timeout)
         actor = self.ray.remote(max_restarts=MAX_WORKER_RESTARTS, max_task_retries=0, **resources)(FarmWorker)
@@ -222,7 +227,7 @@ class _Run:
                         "where": worker.tally.where}
                 ref = worker.handle.run_job.remote(job, self.workflow, _local_inputs(job), self.dest,
                                                    self.job_timeout, base)
-                self.farm.calls[ref] = Call(worker, job, tries, time.monotonic())
+                self.farm.calls[ref] = Call(worker, job, tries)
                 worker.state = "busy"
                 self.progress.worker(worker.tally.name, f"{job.id}" + (f" (try {tries})" if tries > 1 else ""))
 
