@@ -94,10 +94,11 @@ class ComfyProcess:
         return self.process is not None and self.process.poll() is None
 
     def stop(self, timeout: float = 15) -> None:
-        """Ctrl-C first (ComfyUI shuts down cleanly on it), then kill."""
+        """SIGTERM, then kill. Not Ctrl-C: a Ray worker ignores SIGINT, and a child inherits that; nothing of a
+        worker's ComfyUI outlives it anyway (its folders go with the worker)."""
         if not self.alive():
             return
-        self.process.send_signal(signal.SIGINT)
+        self.process.send_signal(signal.SIGTERM)
         try:
             self.process.wait(timeout)
         except subprocess.TimeoutExpired:
