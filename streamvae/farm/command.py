@@ -3,6 +3,7 @@ summary and the exit code (0 all done, 1 some failed or not run, 2 bad job file 
 
 from __future__ import annotations
 
+import argparse
 import json
 import shlex
 import sys
@@ -29,7 +30,7 @@ def add_farm_command(commands) -> None:
     farm.add_argument("--manifest", type=Path,
                       help="the append-only record of finished jobs (default: OUT/manifest.jsonl; required when "
                            "--out is a URL)")
-    farm.add_argument("--storage-options", type=json.loads, default={}, metavar="JSON",
+    farm.add_argument("--storage-options", type=_json_object, default={}, metavar="JSON",
                       help='fsspec options for a URL --out, e.g. \'{"endpoint_url": "http://minio:9000"}\' '
                            "(credentials come from the usual AWS variables or instance role)")
     farm.add_argument("--skip-bad-lines", action="store_true",
@@ -53,6 +54,16 @@ def add_farm_command(commands) -> None:
     farm.add_argument("--price-per-hour", type=float, default=DEFAULT_PRICE_PER_GPU_HOUR,
                       help="$ per worker-hour for the summary (default %(default)s, g7e.2xlarge on demand)")
     farm.set_defaults(run=cmd_farm)
+
+
+def _json_object(text: str) -> dict:
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as error:
+        raise argparse.ArgumentTypeError(f"not JSON ({error}); e.g. '{{\"endpoint_url\": \"...\"}}'") from None
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("expected a JSON object of fsspec options")
+    return value
 
 
 def cmd_farm(args) -> int:
