@@ -11,8 +11,9 @@ from .frame_stream import FrameStreamSocket, LatentFrameStream, latent_stream
 from .image_frames import collect_images
 from .progress import ChunkProgress
 
-MODE_TOOLTIP = ("exact: the same bytes as stock VAE Decode + Save Video. fast: the conversion to 8-bit runs in the "
-                "VAE's own precision, a little faster, not byte-identical.")
+MODE_TOOLTIP = ("exact: the same bytes as stock VAE Decode + Save Video. fast: StreamVAE's own Wan decoder, with fused "
+                "GPU kernels, several times faster, not byte-identical; VAEs it can't take decode as in exact mode, "
+                "and the stats say why.")
 
 
 PRECISION_TOOLTIP = ("The dtype the decoder computes in. auto: the VAE's own (bf16 on recent GPUs, fp32 on a CPU); "

@@ -53,7 +53,8 @@ class LatentFrameStream(FrameStream):
 
     def open(self, index: int) -> FrameSource:
         latent = self.samples[index:index + 1]
-        return source_from_decoder(decoder_for(self.vae, latent), latent, self.mode, self.precision)
+        decoder = decoder_for(self.vae, latent, self.mode, precision_dtype(self.precision))
+        return source_from_decoder(decoder, latent, self.precision)
 
 
 @dataclass(frozen=True, eq=False)

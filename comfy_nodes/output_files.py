@@ -73,7 +73,7 @@ class OutputFile:
     subfolder: str
 
 
-def output_files(prefix: str, extension: str, count: int, width: int, height: int) -> list[OutputFile]:
+def plan_output_files(prefix: str, extension: str, count: int, width: int, height: int) -> list[OutputFile]:
     """`count` fresh names `<prefix>_00001_.<extension>`, numbered after the files already there."""
     problem = prefix_problem(prefix)
     if problem:

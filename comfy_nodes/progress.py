@@ -60,6 +60,9 @@ class LiveProgress(ChunkProgress):
     def __init__(self, fps: float):
         super().__init__()
         self.fps = fps
+        # Which decoder runs (DecodeStats.decoder), shown with the stats: in fast mode "streamvae-wan2.1 bf16
+        # (triton)", or the host's decoder and why fast mode could not apply.
+        self.decoder = ""
         self.started = time.perf_counter()
         self.last_sent = 0.0
         context = get_executing_context()
@@ -86,6 +89,7 @@ class LiveProgress(ChunkProgress):
     def _stats(self, frames_done: int, frames_total: int, elapsed: float) -> dict:
         video_seconds = frames_done / self.fps
         return {
+            "decoder": self.decoder,
             "frames_done": frames_done,
             "frames_total": frames_total,
             "elapsed_seconds": elapsed,

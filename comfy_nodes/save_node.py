@@ -9,10 +9,10 @@ from comfy.cli_args import args
 from comfy_api.latest import InputImpl, io, ui
 
 from ..streamvae import CODECS, CONTAINERS, PRESETS, DecodeStats, EncodeSettings, StreamVAEError, write_video
-from ..streamvae.encoding import ENCODERS, resolve
+from ..streamvae.encoding import DEFAULT_CONTAINER, ENCODERS, OPTION_HELP, option_default, resolve
 from .errors import user_facing_errors
 from .frame_stream import FrameStream, FrameStreamSocket, image_stream
-from .output_files import OutputFile, output_files, prefix_problem
+from .output_files import OutputFile, plan_output_files, prefix_problem
 from .progress import PREVIEW_WIDTH, LiveProgress
 
 PIX_FMTS = ("auto",) + tuple(dict.fromkeys(fmt for codec in CODECS.values() for fmt in codec.pix_fmts))
@@ -32,25 +32,24 @@ class SaveVideoStreaming(io.ComfyNode):
                                         tooltip="From VAE Decode (Streaming) or Images to Frame Stream."),
                 io.Image.Input("images", optional=True, tooltip="Or an IMAGE batch, one frame per image."),
                 io.Audio.Input("audio", optional=True, tooltip="The audio to add to the video."),
-                io.Float.Input("fps", default=16.0, min=1.0, max=240.0, step=1.0, round=0.001,
-                               tooltip="Frames per second. Wan 2.1 and Wan 2.2 14B render at 16, Wan 2.2 5B at 24."),
+                io.Float.Input("fps", default=float(option_default("fps")), min=1.0, max=240.0, step=1.0,
+                               round=0.001, tooltip=OPTION_HELP["fps"]),
                 io.String.Input("filename_prefix", default="video/StreamVAE",
                                 tooltip="The prefix for the file to save, relative to the output folder. This may "
                                         "include formatting information such as %date:yyyy-MM-dd% or "
                                         "%Empty Latent Image.width% to include values from nodes."),
-                io.Combo.Input("container", options=list(CONTAINERS), default="mp4",
-                               tooltip="The file format. mkv holds every codec; webm holds av1."),
-                io.Combo.Input("codec", options=list(CODECS), default="h264",
-                               tooltip="h264 plays everywhere; ffv1 is lossless (mkv only); prores for editing."),
-                io.Int.Input("crf", default=19, min=0, max=63,
-                             tooltip="Quality: lower is better and bigger. h264/hevc 0-51, av1 0-63; ignored by "
-                                     "prores and ffv1."),
-                io.Combo.Input("preset", options=list(PRESETS), default="medium",
-                               tooltip="Encoder speed: faster presets make bigger files at the same quality."),
-                io.Combo.Input("pix_fmt", options=list(PIX_FMTS), default="auto",
-                               tooltip="Pixel format; auto picks the codec's usual one (yuv420p for h264)."),
-                io.Combo.Input("encoder", options=list(ENCODERS), default="auto",
-                               tooltip="auto uses the GPU's NVENC where it has one, else the CPU encoder."),
+                io.Combo.Input("container", options=list(CONTAINERS), default=DEFAULT_CONTAINER,
+                               tooltip=OPTION_HELP["container"]),
+                io.Combo.Input("codec", options=list(CODECS), default=option_default("codec"),
+                               tooltip=OPTION_HELP["codec"]),
+                # A widget needs a number: the default codec's own default.
+                io.Int.Input("crf", default=CODECS[option_default("codec")].default_crf, min=0, max=63,
+                             tooltip=OPTION_HELP["crf"]),
+                io.Combo.Input("preset", options=list(PRESETS), default=option_default("preset"),
+                               tooltip=OPTION_HELP["preset"]),
+                io.Combo.Input("pix_fmt", options=list(PIX_FMTS), default="auto", tooltip=OPTION_HELP["pix_fmt"]),
+                io.Combo.Input("encoder", options=list(ENCODERS), default=option_default("encoder"),
+                               tooltip=OPTION_HELP["encoder"]),
                 io.Boolean.Input("embed_workflow", default=True,
                                  tooltip="Store the workflow and prompt in the file's metadata, as Save Video does."),
             ],
@@ -77,8 +76,8 @@ class SaveVideoStreaming(io.ComfyNode):
     def execute(cls, fps, filename_prefix, container, codec, crf, preset, pix_fmt, encoder, embed_workflow,
                 frames: Optional[FrameStream] = None, images=None, audio=None) -> io.NodeOutput:
         stream = _one_stream(frames, images)
-        settings = EncodeSettings(fps=fps, container=container, codec=codec, crf=crf, preset=preset,
-                                  pix_fmt=None if pix_fmt == "auto" else pix_fmt, encoder=encoder)
+        settings = EncodeSettings(fps=fps, container=container, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
+                                  encoder=encoder)
         resolve(settings)  # every bad combination fails here, before anything is decoded
         problem = prefix_problem(filename_prefix)  # also checked at validation, unless the prefix came by a link
         if problem:
@@ -114,11 +113,12 @@ def _write_all(stream: FrameStream, settings: EncodeSettings, prefix: str, audio
     reporter = LiveProgress(float(settings.fps))
     first = stream.open(0)
     reporter.total = first.total_frames * stream.videos
-    files: list[OutputFile] = output_files(prefix, settings.container, stream.videos, first.width, first.height)
+    files: list[OutputFile] = plan_output_files(prefix, settings.container, stream.videos, first.width, first.height)
     stats: list[DecodeStats] = []
     for index, target in enumerate(files):
         source = first if index == 0 else stream.open(index)
         reporter.offset = index * first.total_frames
+        reporter.decoder = source.name
         stats.append(write_video(source, target.path, settings, audio=audio, metadata=metadata, mode=stream.mode,
                                  progress=reporter, preview_width=PREVIEW_WIDTH,
                                  # Polled while the engine waits for a slot: it reads the flag without consuming

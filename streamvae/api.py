@@ -10,10 +10,9 @@ from typing import Any, Callable, Iterator, Optional
 import torch
 
 from .convert import MODES, layout_for
-from .decoders import ChunkDecoder, WanChunkDecoder, decoder_for
-from .encoding import EncodeSettings, FpsLike, resolve
+from .decoders import ChunkDecoder, decoder_for
+from .encoding import EncodeSettings, resolve
 from .errors import StreamVAEError
-from .fast import with_fast_kernels
 from .latents import as_video_latent
 from .precision import chunks_in_precision, precision_dtype
 from .pipeline import FrameSource, Progress, iterate_host_chunks, run_to_consumer
@@ -31,12 +30,10 @@ def _check_run_options(mode: str, slots: int) -> None:
         raise StreamVAEError(f"slots={slots!r}: use 2 (double buffering) or any count from 1 to 16")
 
 
-def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, mode: str = "exact",
-                        precision: str = "auto") -> FrameSource:
+def source_from_decoder(decoder: ChunkDecoder, latent: torch.Tensor, precision: str = "auto") -> FrameSource:
+    """The frames `decoder` (from decoder_for, which picked it for the mode) makes of `latent`."""
     height, width = decoder.output_size(latent)
     chunks = chunks_in_precision(decoder, latent, precision)
-    if mode == "fast" and isinstance(decoder, WanChunkDecoder):
-        chunks = with_fast_kernels(chunks, decoder.parts.decoder, decoder.device)
     return FrameSource(chunks, decoder.output_frames(latent), height, width, decoder.device, decoder.unit_range,
                        decoder.name)
 
@@ -58,6 +55,7 @@ def write_video(source: FrameSource, path: os.PathLike | str, settings: EncodeSe
                 started: Optional[float] = None) -> DecodeStats:
     """Stream `source` into a finished file at `path`; on any failure or cancel no file is left behind."""
     _check_run_options(mode, slots)
+    settings = settings.for_file(path)  # the container the file name asks for
     # Every setting checked before decoding; resolved once, for the layout and the writer.
     resolved = resolve(settings, (source.width, source.height), source.total_frames)
     started = time.perf_counter() if started is None else started
@@ -77,28 +75,27 @@ def write_video(source: FrameSource, path: os.PathLike | str, settings: EncodeSe
         path=str(final_path))
 
 
-def decode_to_video(vae: Any, latent: Any, path: os.PathLike | str, *, fps: FpsLike = 16, container: str = "mp4",
-                    codec: str = "h264", crf: Optional[int] = None, preset: str = "medium",
-                    pix_fmt: Optional[str] = None, encoder: str = "auto", threads: int = 0,
+def decode_to_video(vae: Any, latent: Any, path: os.PathLike | str, settings: Optional[EncodeSettings] = None, *,
                     audio: Optional[dict] = None, metadata: Optional[dict] = None, mode: str = "exact",
                     precision: str = "auto", slots: int = 2, progress: Optional[ProgressCallback] = None,
-                    cancel: Optional[CancelCheck] = None,
-                    price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR) -> DecodeStats:
+                    cancel: Optional[CancelCheck] = None, price_per_gpu_hour: float = DEFAULT_PRICE_PER_GPU_HOUR,
+                    **encoder_options) -> DecodeStats:
     """Decode `latent` with `vae` chunk by chunk and encode it to `path` while the decoder keeps going.
 
     `vae`: ComfyUI's VAE, a diffusers AutoencoderKLWan, or anything with `.decode()`. `latent`: `[1, C, T, h, w]`
     or ComfyUI's LATENT dict (one video per call). `precision`: auto (the VAE's own dtype), fp32, bf16 or fp16.
+    The encoder: an EncodeSettings, and/or its options by name (fps=16, codec="h264", crf, preset, pix_fmt,
+    encoder, threads, parallel, container); the container is taken from the file name (`out.mkv` -> mkv).
     Every argument is checked before decoding starts.
     """
     started = time.perf_counter()
-    settings = EncodeSettings(fps=fps, container=container, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
-                              encoder=encoder, threads=threads)
+    settings = EncodeSettings.from_options(settings, **encoder_options).for_file(path)
     _check_run_options(mode, slots)
     precision_dtype(precision)
     check_output_path(Path(path))
     samples = as_video_latent(latent)
-    decoder = decoder_for(vae, samples)
-    return write_video(source_from_decoder(decoder, samples, mode, precision), path, settings, audio=audio,
+    decoder = decoder_for(vae, samples, mode, precision_dtype(precision))
+    return write_video(source_from_decoder(decoder, samples, precision), path, settings, audio=audio,
                        metadata=metadata, mode=mode, slots=slots, progress=progress, cancel=cancel,
                        price_per_gpu_hour=price_per_gpu_hour, started=started)
 
@@ -110,6 +107,6 @@ def iter_frames(vae: Any, latent: Any, *, mode: str = "exact", precision: str = 
     _check_run_options(mode, slots)
     precision_dtype(precision)
     samples = as_video_latent(latent)
-    decoder = decoder_for(vae, samples)
-    return iterate_host_chunks(source_from_decoder(decoder, samples, mode, precision), mode=mode, slots=slots,
+    decoder = decoder_for(vae, samples, mode, precision_dtype(precision))
+    return iterate_host_chunks(source_from_decoder(decoder, samples, precision), mode=mode, slots=slots,
                                progress=progress, cancel=cancel)

@@ -19,7 +19,7 @@ def to_uint8_frames(chunk: torch.Tensor, *, unit_range: bool = False, mode: str 
 
     exact: the bytes stock ComfyUI writes. VAE Decode computes `clamp((x + 1) / 2, 0, 1)` in float32 and Save
     Video then `(x * 255).clamp(0, 255).byte()`, which truncates. The same float32 operations in the same order
-    give the same bytes on any device (doing it in bf16 instead differs in ~9.5% of bytes; rounding in ~45%).
+    give the same bytes on any device (in bf16, or rounding instead of truncating, many bytes differ: docs/benchmarks.md).
     fast: the same formula in the decoder's own dtype, one pass fewer over the data; close, not byte-identical.
     """
     frames = chunk[0].permute(1, 2, 3, 0)  # [t, H, W, 3]: channels last is what encoders read

@@ -7,11 +7,13 @@ into a StreamVAEError that says what would work.
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import logging
 import os
 from dataclasses import dataclass, field
 from fractions import Fraction
+from pathlib import Path
 from typing import Optional, Union
 
 from .errors import StreamVAEError
@@ -68,23 +70,72 @@ def parse_fps(fps: FpsLike) -> Fraction:
     return value
 
 
+DEFAULT_CONTAINER = "mp4"  # for a file name that names no container (`out`, `out.bin`) when none is given
+
+
 @dataclass(frozen=True)
 class EncodeSettings:
-    """The user's choices; `resolve()` checks them and picks the concrete encoder."""
+    """The encoder choices, one object for the library (decode_to_video, write_video), the command line and the Save
+    Video (Streaming) node, with one default each; OPTION_HELP says what each means. `resolve()` checks them
+    together and picks the concrete encoder."""
 
-    fps: Fraction
-    container: str = "mp4"
+    fps: FpsLike = 16
+    container: Optional[str] = None  # None: the one the file name says (out.mkv -> mkv); see for_file()
     codec: str = "h264"
-    crf: Optional[int] = None
+    crf: Optional[int] = None  # None: the codec's default
     preset: str = "medium"
-    pix_fmt: Optional[str] = None
+    pix_fmt: Optional[str] = None  # None or "auto": the codec's usual one
     encoder: str = "auto"
     threads: int = 0  # 0: let the encoder use every core
     parallel: int = 0  # encoders working on closed-GOP segments at once; 0: chosen from the CPU count
 
-
     def __post_init__(self):
         object.__setattr__(self, "fps", parse_fps(self.fps))
+        if self.pix_fmt == "auto":
+            object.__setattr__(self, "pix_fmt", None)
+
+    @classmethod
+    def from_options(cls, settings: Optional["EncodeSettings"] = None, **options) -> "EncodeSettings":
+        """`settings` (or the defaults) with the named options changed; StreamVAEError naming the valid options when
+        one isn't an encoder option."""
+        unknown = sorted(set(options) - set(OPTION_HELP))
+        if unknown:
+            raise StreamVAEError(f"unknown encoder option {', '.join(map(repr, unknown))}; the encoder options are "
+                                 f"{', '.join(OPTION_HELP)}")
+        return dataclasses.replace(settings or cls(), **options)
+
+    def for_file(self, path: os.PathLike | str) -> "EncodeSettings":
+        """These settings with the container the file name asks for: `out.mkv` -> mkv. A name with no container
+        extension keeps the given container (mp4 when none is given); a name and a container that disagree are a
+        StreamVAEError, before anything is decoded."""
+        named = CONTAINER_EXTENSIONS.get(Path(path).suffix.lower())
+        if named is None or self.container in (None, named):
+            return dataclasses.replace(self, container=named or self.container or DEFAULT_CONTAINER)
+        _check_container(self.container, self.codec)  # a container that could never work says so first
+        raise StreamVAEError(f"the file name {Path(path).name} says {named} but container={self.container!r} was "
+                             f"given; leave container out (it is taken from the name) or name the file "
+                             f"{Path(path).stem}.{self.container}")
+
+
+# What each encoder option means: the command line's help and the Save node's tooltips.
+OPTION_HELP = {
+    "fps": "Frames per second. Wan 2.1 and Wan 2.2 14B render at 16, Wan 2.2 5B at 24.",
+    "container": "The file format. mkv holds every codec; webm holds av1.",
+    "codec": "h264 plays everywhere; ffv1 is lossless (mkv only); prores for editing.",
+    "crf": "Quality: lower is better and bigger. h264/hevc 0-51, av1 0-63; ignored by prores and ffv1.",
+    "preset": "Encoder speed: faster presets make bigger files at the same quality.",
+    "pix_fmt": "Pixel format; auto (the default) picks the codec's usual one (yuv420p for h264).",
+    "encoder": "auto uses the GPU's NVENC where it has one, else the CPU encoder.",
+    "threads": "Encoder threads; 0 lets the encoder use every core.",
+    "parallel": "libx264 encoders working on 2-second segments at once; 0 picks one per 4 cores.",
+}
+OPTION_CHOICES = {"container": tuple(CONTAINERS), "codec": tuple(CODECS), "preset": PRESETS, "encoder": ENCODERS}
+CONTAINER_EXTENSIONS = {f".{name}": name for name in CONTAINERS}
+
+
+def option_default(name: str):
+    """EncodeSettings' default for one option (fps as given, before parsing)."""
+    return EncodeSettings.__dataclass_fields__[name].default
 
 
 @dataclass(frozen=True)
@@ -100,15 +151,15 @@ class ResolvedEncoder:
 
 
 # Frame sizes checked before decoding, so that they fail with a sentence instead of mid-run (or worse):
-# - libx265 takes nothing under 16 px either way; it answered only "Invalid argument" (8 px, PyAV 18.1.0).
-# - PyAV 18.1.0's wheel (x265 4.2, libavcodec 62.28): frames 33 to 48 px wide corrupt libx265's heap and glibc
-#   aborts the process -- the whole ComfyUI server -- in about 1 encode of 3, at any height, pixel format, preset
-#   or frame count. Widths 16-32 and 49-512 never did (measured 2026-11-26, docs/reliability.md). Measure again
-#   with tests/reliability/repro_libx265_small_frames.py when PyAV changes.
+# - libx265 takes nothing under 16 px either way; it answered only "Invalid argument".
+# - PyAV 18.1.0's wheel (x265 4.2, libavcodec 62.28): frames 33 to 48 px wide can corrupt libx265's heap, and glibc
+#   then aborts the process -- the whole ComfyUI server -- at any height, pixel format, preset or frame count
+#   (how often, and which widths never did: docs/reliability.md). Measure again with
+#   tests/reliability/repro_libx265_small_frames.py when PyAV changes.
 MIN_FRAME_SIZE = {"hevc": 16}
 HEAP_CORRUPTING_WIDTHS = {"libx265": range(33, 49)}
-# The same build fails at the final flush ("Not yet implemented in FFmpeg") in up to 40% of 1- and 2-frame videos,
-# at any size; without B-frames (which a video that short can't use anyway) 0 of 240 failed (docs/reliability.md).
+# The same build can fail at the final flush ("Not yet implemented in FFmpeg") on 1- and 2-frame videos, at any
+# size; without B-frames (which a video that short can't use anyway) it never did (docs/reliability.md).
 X265_NO_BFRAMES_UP_TO = 2
 
 # Parallel segments only for libx264: its sequence headers depend on the settings alone and its decode delay is
@@ -147,16 +198,22 @@ def check_frame_size(codec: str, encoder: str, width: int, height: int) -> None:
                              f"use h264, av1, prores or ffv1, or make the video wider than {unsafe.stop - 1} pixels")
 
 
+def _check_container(container: str, codec: str) -> None:
+    _choice("container", container, tuple(CONTAINERS))
+    _choice("codec", codec, tuple(CODECS))
+    holds = CONTAINERS[container][1]
+    if codec not in holds:
+        fits = [name for name, (_, codecs, _) in CONTAINERS.items() if codec in codecs]
+        raise StreamVAEError(f"a {container} file cannot hold {codec}; it holds "
+                             f"{', '.join(holds)}. Use {' or '.join(fits)} for {codec}")
+
+
 def _resolve_encoder(settings: EncodeSettings) -> ResolvedEncoder:
-    _choice("container", settings.container, tuple(CONTAINERS))
-    _choice("codec", settings.codec, tuple(CODECS))
+    container = settings.container or DEFAULT_CONTAINER
+    _check_container(container, settings.codec)
     _choice("encoder", settings.encoder, ENCODERS)
     _choice("preset", settings.preset, PRESETS)
-    muxer, holds, audio_codec = CONTAINERS[settings.container]
-    if settings.codec not in holds:
-        fits = [name for name, (_, codecs, _) in CONTAINERS.items() if settings.codec in codecs]
-        raise StreamVAEError(f"a {settings.container} file cannot hold {settings.codec}; it holds "
-                             f"{', '.join(holds)}. Use {' or '.join(fits)} for {settings.codec}")
+    muxer, _, audio_codec = CONTAINERS[container]
     codec = CODECS[settings.codec]
     pix_fmt = settings.pix_fmt or codec.pix_fmts[0]
     if pix_fmt not in codec.pix_fmts:
@@ -197,9 +254,8 @@ def usable_cores() -> int:
 
 
 def _auto_segments(cores: int) -> int:
-    """One encoder per 4 cores. Measured at 1280x720, medium (docs/benchmarks.md, "Encoder throughput"): on 8
-    cores 2 encoders x 4 threads beat one encoder by 23-36% and 4 x 2 or 8 x 1; on 16 cores 4 x 4 beat one by
-    29-39% and 8 x 2. Below 8 cores one encoder is left alone."""
+    """One encoder per 4 cores; below 8 cores one encoder alone. The fastest layout measured on 8 and 16 cores at
+    1280x720 (docs/benchmarks.md, "Encoder throughput"): fewer encoders with more threads each beat many with one."""
     return max(1, cores // 4)
 
 

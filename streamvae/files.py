@@ -13,7 +13,6 @@ import torch
 from .errors import StreamVAEError
 
 
-
 def _load_safetensors(path: Path, what: str) -> dict:
     from safetensors import SafetensorError  # noqa: PLC0415
     from safetensors.torch import load_file  # noqa: PLC0415
@@ -37,16 +36,29 @@ def load_latent_file(path: os.PathLike | str) -> dict:
     return {"samples": tensors["latent_tensor"].float() * multiplier}
 
 
-def find_comfyui(explicit: Optional[str] = None) -> Optional[Path]:
-    """ComfyUI's folder: the argument, $COMFYUI_PATH, two folders above this pack in custom_nodes/, ~/comfy/ComfyUI."""
+def comfyui_candidates(explicit: Optional[str] = None) -> list[Path]:
+    """Where ComfyUI is looked for, in order: the argument, $COMFYUI_PATH, the ComfyUI whose custom_nodes/ holds
+    this pack (a *link* there resolves elsewhere: use $COMFYUI_PATH), ~/comfy/ComfyUI."""
     pack = Path(__file__).resolve().parent.parent
     candidates = [explicit, os.environ.get("COMFYUI_PATH"),
                   pack.parent.parent if pack.parent.name == "custom_nodes" else None,
                   Path.home() / "comfy" / "ComfyUI"]
-    for candidate in candidates:
-        if candidate and (Path(candidate) / "comfy" / "sd.py").is_file():
-            return Path(candidate)
-    return None
+    return list(dict.fromkeys(Path(candidate).expanduser() for candidate in candidates if candidate))
+
+
+def find_comfyui(explicit: Optional[str] = None) -> Optional[Path]:
+    """The first candidate that is a ComfyUI checkout (main.py to run a server, comfy/sd.py to import), or None."""
+    return next((path for path in comfyui_candidates(explicit)
+                 if (path / "main.py").is_file() and (path / "comfy" / "sd.py").is_file()), None)
+
+
+def comfyui_release(root: Path) -> str:
+    """The release of the ComfyUI checkout at `root` (its comfyui_version.py), or "unknown"."""
+    version_file = Path(root) / "comfyui_version.py"
+    for line in version_file.read_text().splitlines() if version_file.is_file() else ():
+        if line.startswith("__version__"):
+            return line.split("=", 1)[1].strip().strip("\"'")
+    return "unknown"
 
 
 def import_comfy(comfyui: Optional[str] = None, device: Optional[str] = None) -> Optional[Path]:

@@ -54,7 +54,7 @@ class Progress:
 
 
 @dataclass
-class RunResult:
+class PipelineResult:
     decode_seconds: float
     frames: int
 
@@ -135,7 +135,7 @@ def _check(cancel: Optional[Callable[[], bool]], writer: Optional[WriterThread])
 def run_to_consumer(source: FrameSource, consume: Callable[[np.ndarray], None], *, mode: str = "exact",
                     slots: int = 2, progress: Optional[Callable[[Progress], None]] = None,
                     cancel: Optional[Callable[[], bool]] = None, preview_width: int = 0,
-                    layout: FrameLayout = RGB24) -> RunResult:
+                    layout: FrameLayout = RGB24) -> PipelineResult:
     """Decode on this thread, consume (encode) on a writer thread; return when every frame is consumed.
 
     `layout` says what the consumer takes: rgb24 frames, or yuv420p planes converted on the device.
@@ -177,7 +177,7 @@ def run_to_consumer(source: FrameSource, consume: Callable[[np.ndarray], None], 
         ring.close()
     if progress is not None:
         progress(Progress(writer.frames_done, source.total_frames, time.perf_counter() - started, writer.preview))
-    return RunResult(clock.seconds(), writer.frames_done)
+    return PipelineResult(clock.seconds(), writer.frames_done)
 
 
 def iterate_host_chunks(source: FrameSource, *, mode: str = "exact", slots: int = 2,

@@ -9,8 +9,8 @@ segment after segment with their timestamps moved by the segment's first frame: 
 The end of the video is cut finer when its length is known (`segment_lengths`). x264 holds more frames than a
 segment has (look-ahead, B-frames, frame threads) before it emits anything, so a segment is mostly encoded after
 its last frame arrives; with equal segments the whole last one was left to encode after the decoder finished
-(most of fast mode's 0.47 s between the last decoded frame and the finished file at 720p, measured on an H200).
-Halving segments towards the end (..., 32, 17, 8, 8) leave only a few frames' work after the last one.
+(most of the time between the last decoded frame and the finished file: docs/benchmarks.md, "The encoder's
+tail"). Halving segments towards the end (..., 32, 17, 8, 8) leave only a few frames' work after the last one.
 
 Why the join is sound:
 - every encoder has the same settings, so the same sequence headers (SPS/PPS); each segment's header is checked
@@ -37,9 +37,9 @@ _POLL_SECONDS = 0.05
 # Frames waiting for each encoder. Few are needed: x264 takes frames into its own look-ahead at once, and the
 # producer only has to stay ahead of the encoder it is feeding now.
 _INBOX_FRAMES = 8
-# About the shortest segment the end of a video is cut into. Each segment costs a keyframe. For 161 frames (libx264
-# crf 23, panned photographs, H200 machine, docs/benchmarks.md) equal segments left 0.42-0.48 s to encode after the
-# last frame; 17, 8, 4, 4 at the end left 0.12-0.18 s for a file 8.7% bigger; 17, 8, 8 (this) 0.18 s and 5.4%.
+# About the shortest segment the end of a video is cut into. Each segment costs a keyframe: a shorter tail leaves
+# less to encode after the last frame for a bigger file, and 8 kept most of the gain (docs/benchmarks.md, "The
+# encoder's tail").
 SHORTEST_TAIL_SEGMENT = 8
 
 

@@ -62,6 +62,7 @@ class VideoWriter:
 
         self.path = Path(path)
         check_output_path(self.path)
+        settings = settings.for_file(self.path)
         self.settings = settings
         # A caller that needed the resolved settings first (to pick the frames' layout) hands them over, so that
         # what resolving logs (NVENC missing, say) is logged once.

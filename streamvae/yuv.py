@@ -6,9 +6,8 @@ PyAV runs inside `stream.encode` and so inside ComfyUI's Save Video), in the sam
 - Y: swscale's 15-bit coefficients and rounding (`rgb24ToY_c`); bit-identical to swscale.
 - U, V: each horizontal pair summed (`rgb24ToUV_half_c`), then the vertical 2:1 bilinear filter swscale builds for
   MPEG-2 chroma siting (taps 1/8, 3/8, 3/8, 1/8 over rows 2i-1 .. 2i+2, edges repeated), correctly rounded.
-  swscale's default x86 path truncates inside its SIMD filter, so it lands 1 lower on some chroma samples
-  (measured: 7-9% on panned photographs, up to 16% on smooth gradients; ~1% against its accurate-rounding
-  mode); never more than 1 apart.
+  swscale's default x86 path truncates inside its SIMD filter, so it lands 1 lower on some chroma samples (how
+  many: docs/benchmarks.md, "Encoder throughput"); never more than 1 apart.
 
 Because of that ±1 in chroma, only fast mode converts here; exact mode still hands rgb24 to the encoder, so
 swscale converts it exactly as stock ComfyUI does (see `convert.layout_for`).

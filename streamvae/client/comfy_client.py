@@ -46,7 +46,7 @@ class RunResult:
         return self.status == "success"
 
 
-ProgressCallback = Callable[[dict], None]
+EventCallback = Callable[[dict], None]
 
 
 class ComfyClient:
@@ -104,7 +104,7 @@ class ComfyClient:
 
     def submit(self, prompt: dict, extra_data: Optional[dict] = None) -> str:
         """POST /prompt; the prompt_id, or PromptRejected with the server's reasons."""
-        prompt_id = uuid.uuid4().hex
+        prompt_id = str(uuid.uuid4())  # canonical form: newer servers refuse any other (HTTP 400)
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id, "extra_data": extra_data or {}}
         try:
             self._json("POST", "/prompt", body)
@@ -190,7 +190,7 @@ class ComfyClient:
         return json.loads(frame) if isinstance(frame, str) else {"type": "binary", "data": {}}
 
     def follow(self, prompt_id: str, *, timeout: Optional[float] = None,
-               on_event: Optional[ProgressCallback] = None, reconnect_for: float = 60.0) -> dict:
+               on_event: Optional[EventCallback] = None, reconnect_for: float = 60.0) -> dict:
         """Wait for prompt_id to finish; its /history entry. Survives dropped WebSockets (reconnects and asks
         /history what it missed); RunTimeout after `timeout` seconds."""
         import websocket  # noqa: PLC0415
@@ -248,13 +248,13 @@ class ComfyClient:
         return apply_overrides(self.to_api(workflow), Overrides(**{**overrides.__dict__, "sets": sets}), object_info)
 
     def run(self, workflow: dict, overrides: Optional[Overrides] = None, *, out_dir: Optional[Path] = None,
-            timeout: Optional[float] = None, on_event: Optional[ProgressCallback] = None) -> RunResult:
+            timeout: Optional[float] = None, on_event: Optional[EventCallback] = None) -> RunResult:
         """prepare + execute: queue the workflow, follow it to the end, download its files into out_dir."""
         return self.execute(self.prepare(workflow, overrides), workflow_extra(workflow), out_dir=out_dir,
                             timeout=timeout, on_event=on_event)
 
     def execute(self, prompt: dict, extra_data: Optional[dict] = None, *, out_dir: Optional[Path] = None,
-                timeout: Optional[float] = None, on_event: Optional[ProgressCallback] = None,
+                timeout: Optional[float] = None, on_event: Optional[EventCallback] = None,
                 reconnect_for: float = 60.0) -> RunResult:
         """Queue an API prompt, follow it to the end, download its output files into out_dir (when given).
 

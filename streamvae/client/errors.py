@@ -35,6 +35,8 @@ class HttpStatusError(ClientError):
 class PromptRejected(ClientError):
     """POST /prompt answered 400: the server's validation refused the prompt; nothing ran."""
 
+    status = 400
+
     def __init__(self, body: dict, prompt: dict):
         self.body = body
         self.error = body.get("error") if isinstance(body.get("error"), dict) else {"message": str(body.get("error"))}

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import torch
 
-from .wan import WanChunkDecoder, WanParts
+from .wan import HostWanChunkDecoder, WanParts, host_name
 
 
 def is_comfy_vae(vae: Any) -> bool:
@@ -39,12 +39,12 @@ def wan_parts_from_comfy(model: torch.nn.Module) -> Optional[WanParts]:
     return None
 
 
-def comfy_chunk_decoder(vae: Any, latent: torch.Tensor) -> Optional[WanChunkDecoder]:
+def comfy_chunk_decoder(vae: Any, latent: torch.Tensor) -> Optional[HostWanChunkDecoder]:
     """Load the VAE the way ComfyUI's VAE Decode does, then return our chunk decoder over its model."""
     parts = wan_parts_from_comfy(vae.first_stage_model)
     if parts is None:
         return None
-    decoder = WanChunkDecoder(parts, vae.device, vae.vae_dtype, name=f"ComfyUI {parts.family} (chunked)")
+    decoder = HostWanChunkDecoder(parts, vae.device, vae.vae_dtype, name=host_name(vae.first_stage_model))
     decoder.check_latent(latent)
     load_comfy_vae(vae, latent)
     return decoder

@@ -22,7 +22,7 @@ class GenericDecoder(ChunkDecoder):
         self.comfy = comfy
         # ComfyUI's VAE.decode already applies process_output: frames in [0, 1], channels last.
         self.unit_range = comfy
-        self.name = f"{type(vae).__name__}.decode (whole video, then streamed)"
+        self.name = f"host {type(vae).__module__}.{type(vae).__name__}.decode (whole video, then streamed)"
         self._cache_key = None
         self._decoded = None
 

@@ -8,7 +8,7 @@ equal to, the untiled decode (each tile sees zero padding at its edges instead o
 
 Tiles shrink what one step computes at once, not the causal cache: every tile keeps the last frames each layer
 saw of its part of the frame, halo included, so all tiles together hold more cache than the whole frame does
-(about 30% more in 2x2 tiles of a 720p latent; several times more once tiles get close to MIN_SHARE).
+(docs/benchmarks.md, "Out of GPU memory", has the sizes), the more so the closer tiles get to MIN_SHARE.
 """
 
 from __future__ import annotations

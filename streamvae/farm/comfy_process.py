@@ -18,18 +18,18 @@ import urllib.request
 from pathlib import Path
 from typing import Optional
 
-DEFAULT_COMFYUI = Path("~/comfy/ComfyUI")  # where deploy/g7e/setup.sh installs it
+from ..files import comfyui_candidates, find_comfyui
 
-
-def find_comfyui(given: Optional[str]) -> Path:
-    """The ComfyUI folder on this machine: the option, else $COMFYUI_PATH, else ~/comfy/ComfyUI."""
-    tried = [Path(p).expanduser() for p in (given, os.environ.get("COMFYUI_PATH"), DEFAULT_COMFYUI) if p]
-    for path in tried:
-        if (path / "main.py").is_file():
-            return path.resolve()
-    raise FileNotFoundError(f"no ComfyUI on {socket.gethostname()} (looked for main.py in "
-                            f"{', '.join(map(str, tried))}): give --comfyui PATH (a path on the worker machines) or "
-                            "set COMFYUI_PATH there; deploy/g7e/setup.sh installs it in ~/comfy/ComfyUI")
+def comfyui_folder(given: Optional[str]) -> Path:
+    """The ComfyUI folder on this machine: the option, else $COMFYUI_PATH, else ~/comfy/ComfyUI (where
+    deploy/g7e/setup.sh installs it)."""
+    found = find_comfyui(given)
+    if found is None:
+        tried = ", ".join(map(str, comfyui_candidates(given)))
+        raise FileNotFoundError(f"no ComfyUI on {socket.gethostname()} (looked in {tried}): give --comfyui PATH (a "
+                                "path on the worker machines) or set COMFYUI_PATH there; deploy/g7e/setup.sh "
+                                "installs it in ~/comfy/ComfyUI")
+    return found
 
 
 def free_port() -> int:

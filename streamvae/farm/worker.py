@@ -28,7 +28,7 @@ from typing import Optional
 from ..client import ComfyClient, output_files, workflow_extra
 from ..client.error_text import describe_execution_error
 from ..client.errors import ClientError, PromptRejected, RunTimeout, WorkflowError
-from .comfy_process import ComfyProcess, find_comfyui
+from .comfy_process import ComfyProcess, comfyui_folder
 from .destination import Destination, read_input
 from .jobs import Job
 from .manifest import manifest_record
@@ -59,7 +59,7 @@ class FarmWorker:
         remove_stale_roots()
         self.root = Path(tempfile.mkdtemp(prefix=f"{ROOT_PREFIX}{os.getpid()}-"))
         python = settings.python or os.environ.get("STREAMVAE_COMFYUI_PYTHON") or sys.executable
-        self.server = ComfyProcess(find_comfyui(settings.comfyui), python, self.root / "comfyui",
+        self.server = ComfyProcess(comfyui_folder(settings.comfyui), python, self.root / "comfyui",
                                    settings.comfyui_args, settings.cpu)
         self.server_restarts = 0
         self.server.start(settings.startup_timeout)

@@ -1,8 +1,8 @@
 """A convolution's per-channel bias added in place, optionally with a residual in the same pass.
 
 PyTorch's cuDNN convolution adds the bias as a separate broadcast `add_` after the kernel; on channels-last
-activations that add runs as a non-vectorised elementwise kernel at about a third of memory bandwidth (a tenth
-of fast mode's GPU time at 720p, measured on an H200). Fast mode runs its convolutions without bias and adds it
+activations that add runs as a non-vectorised elementwise kernel well below memory bandwidth (its share of the
+GPU time: docs/benchmarks.md). Fast mode runs its convolutions without bias and adds it
 here: on channels-last-dense tensors the channel of element i is i % C, so one flat, vectorised pass does it, and
 a residual that follows (the residual block's shortcut) rides along instead of costing a pass of its own.
 Portable Triton only: sm_80, sm_90 and sm_120 alike. Anything else takes the torch fallback.

@@ -4,7 +4,7 @@ DupUp3D repeats each input channel `repeats` times and reads the result as `[C, 
 blocks: output pixel (t * ft + i, h * fs + j, w * fs + k) of channel c is input channel
 `(c * ft * fs * fs + (i * fs + j) * fs + k) // repeats` at (t, h, w). The libraries do it as a repeat and a
 permute-copy, and so did fast mode's first version in channels-last order, but both copies read or write with a
-stride on the channel axis and run non-vectorised (4 ms a chunk on an H200 at Wan 2.2's 704x1280). On CUDA one
+stride on the channel axis and run non-vectorised (timings: docs/benchmarks.md). On CUDA one
 Triton pass computes each output element from that formula and writes the output in order.
 """
 

@@ -9,8 +9,7 @@ that land on the same input pixel: 16 multiply-adds per input pixel and output c
 (elsewhere: four strided copies, the bias added by the convolution).
 
 Same arithmetic up to rounding: the folded kernels are summed in float32 (or better) and rounded once to the
-weight's dtype. Measured on an H200 (bf16, channels-last, each Wan VAE's upsampling convs at the shapes a decode
-gives them; docs/benchmarks.md): 4.5-5.7x faster than upsample + conv for Wan 2.1, 1.3-3.4x for Wan 2.2.
+weight's dtype. Timings at the shapes a decode gives these layers: docs/benchmarks.md, "Upsampling kernels".
 """
 
 from __future__ import annotations

@@ -3,11 +3,18 @@
 import json
 import subprocess
 import sys
+from fractions import Fraction
+from pathlib import Path
 
+import pytest
 import torch
 from safetensors.torch import save_file
 
-from videos import read_video
+from support.videos import read_video
+
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+RESULTS = REPO_ROOT / "benchmarks" / "results.jsonl"
 
 
 def run_cli(*args, cwd=None):
@@ -15,11 +22,23 @@ def run_cli(*args, cwd=None):
                           timeout=600)
 
 
+def run_benchmark(*args):
+    """`python -m benchmarks`, as the README runs it: from the repository root."""
+    return subprocess.run([sys.executable, "-m", "benchmarks", *args], capture_output=True, text=True,
+                          cwd=REPO_ROOT, timeout=600)
+
+
+@pytest.mark.slow
 def test_bench_writes_a_video_and_a_report(tmp_path):
-    result = run_cli("bench", "--frames", "5", "--width", "64", "--height", "48", "--device", "cpu",
-                     "--out", str(tmp_path), "--modes", "exact,fast")
+    results_before = RESULTS.read_bytes()
+    result = run_benchmark("--frames", "5", "--width", "64", "--height", "48", "--device", "cpu",
+                           "--out", str(tmp_path), "--modes", "exact,fast")
     assert result.returncode == 0, result.stderr
     assert "stock-like" in result.stdout and "streaming" in result.stdout and "photographs" in result.stdout
+    # A CPU run says what it is and where the GPU numbers are, and claims no speed of its own.
+    assert "not how fast StreamVAE is" in result.stdout and "docs/benchmarks.md" in result.stdout
+    assert "Measured on an NVIDIA" in result.stdout and "x its speed" not in result.stdout
+    assert "not recorded" in result.stdout and RESULTS.read_bytes() == results_before
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["paths"]["streaming exact"]["frames"] == report["paths"]["stock-like"]["frames"] == 5
     assert report["paths"]["streaming fast"]["frames"] == 5 and report["fast_psnr_vs_exact_db"] >= 45
@@ -28,7 +47,7 @@ def test_bench_writes_a_video_and_a_report(tmp_path):
 
 
 def test_decode_reads_comfyui_latent_and_vae_files(tmp_path, comfy):
-    from streamvae.synthetic import COMFY_WAN, fill_random_weights_
+    from benchmarks.synthetic import COMFY_WAN, fill_random_weights_
 
     model = fill_random_weights_(comfy.ldm.wan.vae.WanVAE(**COMFY_WAN["wan2.1"][1]))
     save_file(model.state_dict(), str(tmp_path / "wan_2.1_vae.safetensors"))
@@ -39,7 +58,7 @@ def test_decode_reads_comfyui_latent_and_vae_files(tmp_path, comfy):
                      str(tmp_path / "clip.latent"), "-o", str(tmp_path / "clip.mp4"), "--fps", "16",
                      "--device", "cpu")
     assert result.returncode == 0, result.stderr
-    assert "wrote" in result.stdout and "ComfyUI wan2.1 (chunked)" in result.stdout
+    assert "wrote" in result.stdout and "host comfy.ldm.wan.vae.WanVAE (exact)" in result.stdout
     video = read_video(tmp_path / "clip.mp4")
     assert video.frames.shape == (9, 32, 48, 3) and video.fps == 16
 
@@ -53,18 +72,19 @@ def test_decode_reports_bad_files_without_a_traceback(tmp_path):
     assert not (tmp_path / "x.mp4").exists()
 
 
+@pytest.mark.slow
 def test_bench_can_time_comfyui_own_vae(tmp_path, comfy):
-    result = run_cli("bench", "--impl", "comfyui", "--frames", "5", "--width", "64", "--height", "48",
+    result = run_benchmark("--impl", "comfyui", "--frames", "5", "--width", "64", "--height", "48",
                      "--device", "cpu", "--out", str(tmp_path))
     assert result.returncode == 0, result.stderr
     report = json.loads((tmp_path / "bench.json").read_text())
     assert report["case"]["impl"] == "comfyui"
     assert report["paths"]["stock-like"]["decoder"] == "VAE.decode (whole video)"
-    assert report["paths"]["streaming exact"]["decoder"] == "ComfyUI wan2.1 (chunked)"
+    assert report["paths"]["streaming exact"]["decoder"] == "host comfy.ldm.wan.vae.WanVAE (exact)"
 
 
 def test_suite_chart_is_drawn_from_a_report(tmp_path):
-    from streamvae.suite import draw_chart
+    from benchmarks.suite import draw_chart
 
     stats = {"wall_seconds": 2.0}
     suite = {"machine": {"card": "test card", "torch": "x", "date": "2026-11-26"},
@@ -78,5 +98,16 @@ def test_suite_chart_is_drawn_from_a_report(tmp_path):
 def test_full_suite_refuses_to_run_without_a_gpu(tmp_path):
     if torch.cuda.is_available():
         return
-    result = run_cli("bench", "--suite", "full", "--device", "cpu", "--out", str(tmp_path))
+    result = run_benchmark("--suite", "full", "--device", "cpu", "--out", str(tmp_path))
     assert result.returncode == 2 and "CUDA GPU" in result.stderr
+
+
+def test_decode_options_make_one_encode_settings_and_the_output_names_the_container():
+    from streamvae.cli import DECODE_ENCODER_OPTIONS, build_parser, encode_settings
+
+    args = build_parser().parse_args(["decode", "--vae", "v.safetensors", "--latent", "c.latent", "-o", "clip.mkv",
+                                      "--codec", "ffv1", "--fps", "30000/1001"])
+    settings = encode_settings(args, DECODE_ENCODER_OPTIONS).for_file(args.output)
+    assert (settings.container, settings.codec, settings.crf, settings.pix_fmt) == ("mkv", "ffv1", None, None)
+    assert settings.fps == Fraction(30000, 1001) and args.mode == "exact"
+

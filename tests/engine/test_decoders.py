@@ -8,7 +8,7 @@ import torch
 from streamvae import StreamVAEError, decoder_for
 from streamvae.decoders import GenericDecoder, WanChunkDecoder
 
-from conftest import comfy_chunk_decoder, latent_for
+from support.tiny_vaes import cpu_decoder_of_comfy_model, latent_for
 
 
 def _decode_chunks(decoder, latent):
@@ -32,23 +32,24 @@ def test_diffusers_chunks_equal_model_decode(diffusers_vae):
 
 def test_comfy_chunks_equal_model_decode(comfy_wan_model):
     latent = torch.randn(1, comfy_wan_model.z_dim, 4, 4, 6, generator=torch.Generator().manual_seed(1))
-    decoder = comfy_chunk_decoder(comfy_wan_model)
+    decoder = cpu_decoder_of_comfy_model(comfy_wan_model)
     chunks = _decode_chunks(decoder, latent)
     with torch.no_grad():
         reference = comfy_wan_model.decode(latent)
-    assert [c.shape[2] for c in chunks] == [1, 4, 4, 4]
+    # Older releases step 1 latent frame per call (4 pixel frames); newer ones step 2 and return 2-frame pieces.
+    assert [c.shape[2] for c in chunks] in ([1, 4, 4, 4], [1, 2, 2, 2, 2, 2, 2])
     assert torch.equal(torch.cat(chunks, 2), reference)
     assert decoder.output_size(latent) == tuple(reference.shape[3:])
 
 
 def test_comfy_vae_wrapper_uses_model_management(comfy):
     """ComfyUI's own VAE object (Wan 2.1 layout, full width): loaded through ComfyUI, decoded in chunks."""
-    from streamvae.synthetic import random_comfy_wan_vae
+    from benchmarks.synthetic import random_comfy_wan_vae
 
     vae = random_comfy_wan_vae("wan2.1")
     latent = torch.randn(1, 16, 2, 2, 3, generator=torch.Generator().manual_seed(2))
     decoder = decoder_for(vae, latent)
-    assert isinstance(decoder, WanChunkDecoder) and decoder.parts.family == "wan2.1"
+    assert isinstance(decoder, WanChunkDecoder) and decoder.family == "wan2.1"
     stock = vae.decode(latent)  # [1, T, H, W, 3] in [0, 1], on the host
     chunks = _decode_chunks(decoder, latent)
     ours = torch.clamp((torch.cat(chunks, 2).float() + 1.0) / 2.0, 0.0, 1.0).movedim(1, -1).cpu()

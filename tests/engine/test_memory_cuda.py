@@ -10,20 +10,16 @@ import pytest
 import torch
 
 from streamvae import StreamVAEError, decode_to_video
-from streamvae.synthetic import random_latent, random_wan_vae
+from benchmarks.synthetic import random_latent, random_wan_vae
 
-from videos import read_video
+from support.videos import psnr as _psnr
+from support.videos import read_video
 
 pytestmark = [pytest.mark.cuda,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU (run on the device)")]
 
 FRAMES = 17  # real Wan architectures at 720p: the tiles' halos cost little cache at this size
 SIZE = {"wan2.1": (720, 1280), "wan2.2": (704, 1280)}
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255**2 / mse)
 
 
 class CappedAllocator:

@@ -7,11 +7,11 @@ import pytest
 import torch
 
 import streamvae
-from streamvae import Cancelled, EncoderError, StreamVAEError, decode_to_video, iter_frames
+from streamvae import Cancelled, EncodeSettings, EncoderError, StreamVAEError, decode_to_video, iter_frames
 from streamvae.writer import VideoWriter
 
-from conftest import latent_for, stock_bytes
-from videos import read_video
+from support.tiny_vaes import latent_for, stock_bytes
+from support.videos import read_video
 
 
 def test_exact_mode_file_holds_stock_comfyui_bytes(diffusers_vae, tmp_path, no_thread_left):
@@ -22,6 +22,26 @@ def test_exact_mode_file_holds_stock_comfyui_bytes(diffusers_vae, tmp_path, no_t
     assert stats.frames == 9 and stats.path == str(tmp_path / "x.mkv")
     assert stats.realtime_factor == pytest.approx(stats.wall_seconds / (9 / 16))
     assert stats.decode_seconds > 0 and stats.encode_seconds > 0 and stats.peak_host_rss_bytes > 0
+
+
+def test_container_comes_from_the_file_name(wan21_vae, tmp_path):
+    latent = latent_for(wan21_vae, latent_frames=2)
+    decode_to_video(wan21_vae, latent, tmp_path / "out.mkv", codec="ffv1")
+    video = read_video(tmp_path / "out.mkv")
+    assert video.codec == "ffv1" and np.array_equal(video.frames, stock_bytes(wan21_vae, latent))
+    # One EncodeSettings object does as well as its options by name.
+    decode_to_video(wan21_vae, latent, tmp_path / "settings.mkv", EncodeSettings(codec="ffv1"))
+    assert read_video(tmp_path / "settings.mkv").codec == "ffv1"
+
+
+@pytest.mark.parametrize("path,options,message", [
+    ("out.mkv", dict(container="mp4"), r"out.mkv says mkv but container='mp4'.*name the file out.mp4"),
+    ("out.mp4", dict(crff=20), r"unknown encoder option 'crff'; the encoder options are fps, container, codec"),
+])
+def test_file_name_and_options_that_disagree_are_refused(wan21_vae, tmp_path, path, options, message):
+    with pytest.raises(StreamVAEError, match=message):
+        decode_to_video(wan21_vae, latent_for(wan21_vae), tmp_path / path, **options)
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_iter_frames_yields_the_same_bytes_chunk_by_chunk(wan21_vae, no_thread_left):

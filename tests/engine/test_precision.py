@@ -6,7 +6,7 @@ import torch
 
 from streamvae import Cancelled, StreamVAEError, decode_to_video, iter_frames
 
-from conftest import latent_for, stock_bytes
+from support.tiny_vaes import latent_for, stock_bytes
 
 
 def test_bf16_decode_of_an_fp32_vae_is_close_and_leaves_the_model_in_fp32(wan21_vae):

@@ -12,7 +12,7 @@ from streamvae.encoding import plan_parallel, resolve
 from streamvae.segments import SHORTEST_TAIL_SEGMENT, SegmentEncoders, segment_lengths
 from streamvae.writer import VideoWriter
 
-from videos import psnr, read_video, smooth_frames
+from support.videos import psnr, read_video, smooth_frames
 
 FRAMES = 83  # 16 fps: segments of 32 frames, the last one short
 

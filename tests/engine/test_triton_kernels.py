@@ -12,15 +12,12 @@ from streamvae.kernels.channel_bias import add_channel_bias_
 from streamvae.kernels.dup_up import dup_up, dup_up_reference
 from streamvae.kernels.rms_norm import rms_norm_silu, rms_norm_silu_reference
 from streamvae.kernels.triton_support import HAVE_TRITON, INTERPRETED, triton_takes
+from support.videos import relative_error as _relative_error
 
 DEVICE = "cpu" if INTERPRETED else "cuda"
 pytestmark = pytest.mark.skipif(
     not HAVE_TRITON or not (INTERPRETED or torch.cuda.is_available()),
     reason="needs Triton, and a CUDA GPU or TRITON_INTERPRET=1 (test_triton_interpreted.py runs it so)")
-
-
-def _relative_error(a, b):
-    return ((a.double() - b.double()).norm() / b.double().norm()).item()
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
@@ -97,3 +94,25 @@ def test_triton_dup_up_matches_the_reference(memory_format, channels):
     assert got.shape == (2, out_channels, 3 * factor_t, 5 * factor_s, 7 * factor_s)
     assert got.is_contiguous(memory_format=torch.channels_last_3d)
     assert torch.equal(got, dup_up_reference(x, out_channels, factor_t, factor_s, repeats))
+
+
+@pytest.mark.parametrize("arch", ["wan2.1", "wan2.2"])
+def test_our_decoder_with_its_kernels_matches_its_fallbacks(arch, monkeypatch):
+    """Fast mode's decoder, channels-last, with every Triton kernel against the same decoder with none (float32;
+    no TF32, so that only the kernels differ)."""
+    from support.tiny_vaes import latent_for, tiny_diffusers_vae
+
+    from streamvae.decoders import FastWanChunkDecoder
+    from streamvae.wan_decoder import FEATURES, build_decoder, decoder_weights
+
+    monkeypatch.setattr(torch.backends.cudnn, "allow_tf32", False)
+    vae = tiny_diffusers_vae(arch)
+    latent = latent_for(vae, latent_frames=2, height=2, width=3)
+    weights = decoder_weights(vae)
+    kernel_features = {"norm", "bias", "subpixel", "dupup"}
+    outputs = {}
+    for name, features in (("kernels", FEATURES), ("fallbacks", FEATURES - kernel_features)):
+        decoder = build_decoder(weights, torch.device(DEVICE), torch.float32, features, channels_last=True)
+        assert decoder.ops.describe(torch.device("cuda")) == ("triton" if name == "kernels" else "torch")
+        outputs[name] = torch.cat(list(FastWanChunkDecoder(decoder).chunks(latent)), 2)
+    assert _relative_error(outputs["kernels"], outputs["fallbacks"]) < 1e-5

@@ -10,7 +10,7 @@ from streamvae import EncodeSettings, EncoderError, StreamVAEError
 from streamvae.encoding import resolve
 from streamvae.writer import VideoWriter
 
-from videos import psnr, read_video, smooth_frames
+from support.videos import psnr, read_video, smooth_frames
 
 
 def write(path, frames, **settings):

@@ -11,7 +11,7 @@ from streamvae.convert import RGB24, YUV420P, layout_for, to_uint8_frames
 from streamvae.writer import VideoWriter
 from streamvae.yuv import even_pad, rgb_to_yuv420p, yuv420p_preview
 
-from videos import psnr, read_video, smooth_frames
+from support.videos import psnr, read_video, smooth_frames
 
 
 def swscale_yuv420p(rgb: np.ndarray) -> np.ndarray:

@@ -2,7 +2,7 @@
 small latents, and what one plain ComfyUI server makes of them (the result every farm output must decode to).
 
     farm_host        (session)  the ComfyUI folder; skips when there is none, when Ray is not installed, or when
-                                this host is not the one the farm tests run on (see FARM_HOST)
+                                this host is not the one the farm tests run on (support/farm_jobs.py, FARM_HOST)
     farm_tree        (session)  HostTree with the Wan 2.1 VAE; comfyui_args() points a worker's ComfyUI at it
     ray_cluster      (session)  ray.init(num_cpus=2) in this process; its address, for drivers in subprocesses
     latents          (session)  three .latent files, as SaveLatent writes them
@@ -16,11 +16,20 @@ from pathlib import Path
 
 import pytest
 
-import comfy_host
-from comfy_host import WAN21_VAE
-from farm_host import COMFYUI, DECODE_ONLY, farm_skip_reason, job_sets, write_latent
-from nodes_graphs import read_frames
 from streamvae.client import ComfyClient, Overrides
+from support import comfy_server as host
+from support.comfy_server import WAN21_VAE
+from support.farm_jobs import COMFYUI, DECODE_ONLY, farm_skip_reason, job_sets, write_latent
+from support.videos import read_video
+
+FARM_FOLDER = Path(__file__).resolve().parent
+
+def pytest_collection_modifyitems(config, items):
+    # The tests that start ComfyUI servers are host tests, like those in host/ (tests/conftest.py, pytest.ini).
+    for item in items:
+        if FARM_FOLDER in Path(item.path).resolve().parents and "farm_host" in item.fixturenames:
+            item.add_marker(pytest.mark.host)
+
 
 @pytest.fixture(scope="session")
 def farm_host() -> Path:
@@ -32,10 +41,10 @@ def farm_host() -> Path:
 
 @pytest.fixture(scope="session")
 def farm_tree(farm_host, tmp_path_factory):
-    tree = comfy_host.make_host_tree(tmp_path_factory.mktemp("farm_host"), farm_host)
-    comfy_host.build_random_vaes(farm_host, tree.vae, only=(WAN21_VAE,))
+    tree = host.make_host_tree(tmp_path_factory.mktemp("farm_host"), farm_host)
+    host.build_random_vaes(farm_host, tree.vae, only=(WAN21_VAE,))
     yield tree
-    comfy_host.remove_model_files(tree)
+    host.remove_model_files(tree)
 
 
 @pytest.fixture(scope="session")
@@ -56,7 +65,7 @@ def latents(tmp_path_factory) -> list[Path]:
 @pytest.fixture(scope="session")
 def reference_frames(farm_host, farm_tree, latents) -> dict:
     """Each latent through the decode-only workflow on one plain ComfyUI server, as `run` would do it."""
-    server = comfy_host.ComfyServer(farm_host, farm_tree).start()
+    server = host.ComfyServer(farm_host, farm_tree).start()
     try:
         client = ComfyClient(server.url)
         workflow = json.loads(DECODE_ONLY.read_text())
@@ -65,7 +74,7 @@ def reference_frames(farm_host, farm_tree, latents) -> dict:
             sets = [tuple(key.rsplit(".", 1)) + (value,) for key, value in job_sets(f"@{latent}").items()]
             result = client.run(workflow, Overrides(sets=sets), out_dir=farm_tree.root / "reference")
             assert result.ok, result.error
-            frames[latent.name] = read_frames(result.files[0])[0]
+            frames[latent.name] = read_video(result.files[0]).frames
         return frames
     finally:
         server.stop()

@@ -16,12 +16,12 @@ from pathlib import Path
 
 import psutil
 
-import comfy_host
-from farm_host import assert_every_output_once, comfyui_args, job_sets
 from streamvae.farm import load_jobs
 from streamvae.farm.destination import PARTIAL_FOLDER, RECEIPTS_FOLDER
+from support.comfy_server import REPO_ROOT
+from support.farm_jobs import assert_every_output_once, comfyui_args, job_sets
 
-DECODE_ONLY_UI = comfy_host.REPO_ROOT / "workflows" / "decode_only.json"  # converted on the workers
+DECODE_ONLY_UI = REPO_ROOT / "workflows" / "decode_only.json"  # converted on the workers
 
 
 GOOD_JOBS = 6

@@ -20,11 +20,11 @@ import numpy as np
 import psutil
 import pytest
 
-import comfy_host
-from farm_host import DECODE_ONLY, assert_every_output_once, comfyui_args, job_sets
-from nodes_graphs import read_frames
 from streamvae.farm import Farm, FarmOptions, load_jobs
 from streamvae.farm.manifest import Manifest
+from support.comfy_server import free_port
+from support.farm_jobs import DECODE_ONLY, assert_every_output_once, comfyui_args, job_sets
+from support.videos import read_video
 
 WORKFLOW = json.loads(DECODE_ONLY.read_text())
 
@@ -149,7 +149,7 @@ def test_a_job_failing_on_its_own_input_is_recorded_failed_and_the_rest_finish(f
 def s3_server(farm_host):
     """moto's S3-compatible server on a free loopback port (a real HTTP server, not an in-process mock)."""
     pytest.importorskip("moto", reason='the S3 test needs moto\'s server: pip install "moto[server]"')
-    port = comfy_host.free_port()
+    port = free_port()
     process = subprocess.Popen([sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     url = f"http://127.0.0.1:{port}"
@@ -197,5 +197,5 @@ def test_s3_destination_with_inputs_from_the_bucket(farm, latents, reference_fra
                           "sha256": hashlib.sha256(body).hexdigest()}
         video = tmp_path / f"s3-{number}.mp4"
         video.write_bytes(body)
-        np.testing.assert_array_equal(read_frames(video)[0], reference_frames[latents[number % 2].name])
+        np.testing.assert_array_equal(read_video(video).frames, reference_frames[latents[number % 2].name])
     assert s3.get_object(Bucket="farm", Key="videos/manifest.jsonl")["Body"].read() == manifest.read_bytes()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_host import REPO_ROOT, WAN21_VAE
+from support.comfy_server import REPO_ROOT, WAN21_VAE
 
 CHROMIUM = Path(os.environ.get("STREAMVAE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",

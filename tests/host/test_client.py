@@ -20,12 +20,13 @@ import pytest
 import safetensors.torch
 import torch
 
-import comfy_host
-from comfy_host import WAN21_VAE
-from nodes_graphs import FRAMES, HEIGHT, WIDTH, read_frames
+from support import comfy_server as host
+from support.comfy_server import WAN21_VAE
+from support.graphs import FRAMES, HEIGHT, WIDTH
+from support.videos import read_video
 from streamvae.client import ComfyClient, Overrides, ui_to_api
 
-DECODE_ONLY = comfy_host.REPO_ROOT / "workflows" / "decode_only.json"
+DECODE_ONLY = host.REPO_ROOT / "workflows" / "decode_only.json"
 # ~2000 frames: long enough to be surely still decoding when a test stops it (seconds, even when the cores are
 # shared); a stop that works comes within a chunk, so only a failing run pays for the length.
 LONG_LATENT_FRAMES = 500
@@ -41,7 +42,7 @@ def write_latent(path, latent_frames: int = 2):
 
 def run_cli(server, *args, timeout: float = 300) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "streamvae", "run", *map(str, args), "--server", server.url],
-                          capture_output=True, text=True, timeout=timeout, cwd=comfy_host.REPO_ROOT)
+                          capture_output=True, text=True, timeout=timeout, cwd=host.REPO_ROOT)
 
 
 def decode_only_args(latent: str, prefix: str) -> list[str]:
@@ -58,7 +59,8 @@ def test_decode_only_runs_end_to_end_from_the_command_line(comfy_server, tmp_pat
     (video,) = out.rglob("*.mp4")
     assert done.stdout.split() == [str(video)]
     assert video.relative_to(out).parts[0] == "client"  # the server's subfolder is kept
-    frames, rate, metadata = read_frames(video)
+    decoded = read_video(video)
+    frames, rate, metadata = decoded.frames, decoded.fps, decoded.metadata
     assert frames.shape == (FRAMES, HEIGHT, WIDTH, 3) and rate == 24
     assert (comfy_server.tree.input / latent.name).is_file()  # @FILE was uploaded to the input folder
     assert '"StreamVAESaveVideo"' in metadata["prompt"]
@@ -69,7 +71,7 @@ def test_decode_only_runs_end_to_end_from_the_command_line(comfy_server, tmp_pat
 def test_python_api_runs_the_api_twin_and_reports_files(comfy_server, tmp_path):
     name = f"api_{uuid.uuid4().hex[:8]}.latent"
     write_latent(comfy_server.tree.input / name)
-    workflow = json.loads((comfy_host.REPO_ROOT / "workflows" / "api" / "decode_only.json").read_text())
+    workflow = json.loads((host.REPO_ROOT / "workflows" / "api" / "decode_only.json").read_text())
     events = []
     client = ComfyClient(comfy_server.url)
     overrides = Overrides(sets=[("1", "latent", name), ("2", "vae_name", WAN21_VAE), ("4", "preset", "ultrafast"),
@@ -78,7 +80,7 @@ def test_python_api_runs_the_api_twin_and_reports_files(comfy_server, tmp_path):
     assert result.ok and result.status == "success" and result.error is None
     (video,) = result.files
     assert video.read_bytes() == (comfy_server.tree.output / "client" / video.name).read_bytes()
-    assert read_frames(video)[0].shape == (FRAMES, HEIGHT, WIDTH, 3)
+    assert read_video(video).frames.shape == (FRAMES, HEIGHT, WIDTH, 3)
     assert result.outputs["4"]["images"][0]["filename"] == video.name
     kinds = [event["type"] for event in events]
     assert "executed" in kinds and kinds[-1] == "executing"  # ends on executing(node=None)
@@ -112,7 +114,7 @@ def test_bad_override_exits_2_before_queueing(comfy_server, tmp_path):
 
 def test_unreachable_server_exits_3_and_says_what_to_check(tmp_path):
     done = subprocess.run([sys.executable, "-m", "streamvae", "run", str(DECODE_ONLY), "--server",
-                           f"http://127.0.0.1:{comfy_host.free_port()}"], capture_output=True, text=True, timeout=120)
+                           f"http://127.0.0.1:{host.free_port()}"], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3 and "can't reach ComfyUI" in done.stderr and "SSH tunnel" in done.stderr
 
 
@@ -239,7 +241,7 @@ def test_proxy_credentials_get_through_and_never_reach_the_output(comfy_server, 
 
 def test_credential_mistakes_are_refused_without_showing_them(tmp_path):
     """Exit 2 before any request (the server here does not exist), naming the file and the fix, never the token."""
-    server = f"http://127.0.0.1:{comfy_host.free_port()}"
+    server = f"http://127.0.0.1:{host.free_port()}"
     token = f"s3cret-{uuid.uuid4().hex}"
 
     def run_with(*args) -> subprocess.CompletedProcess:
@@ -271,7 +273,7 @@ def test_ctrl_c_interrupts_the_prompt_on_the_server_and_exits_130(comfy_server, 
     write_latent(comfy_server.tree.input / name, latent_frames=LONG_LATENT_FRAMES)
     command = [sys.executable, "-m", "streamvae", "run", *map(str, decode_only_args(name, "client/ctrlc")),
                "--server", comfy_server.url, "--out", str(tmp_path)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=comfy_host.REPO_ROOT)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=host.REPO_ROOT)
     seen = ""
     while "VAE Decode (Streaming)" not in seen:  # decoding has started on the server
         line = process.stderr.readline()
@@ -303,7 +305,7 @@ def test_a_dropped_websocket_is_reconnected_and_the_run_completes(comfy_server, 
                         out_dir=tmp_path, on_event=drop_once)
     assert dropped and result.ok, result
     (video,) = result.files
-    assert read_frames(video)[0].shape == (1 + 4 * 5, HEIGHT, WIDTH, 3)
+    assert read_video(video).frames.shape == (1 + 4 * 5, HEIGHT, WIDTH, 3)
 
 
 def wait_for_idle(comfy_client, within: float = 120):

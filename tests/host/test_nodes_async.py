@@ -8,7 +8,7 @@ difference, however small, into a 1; the masks are added up and saved as PNGs, w
 from PIL import Image
 import numpy as np
 
-from nodes_graphs import FRAMES, HEIGHT, WIDTH, latent_nodes
+from support.graphs import FRAMES, HEIGHT, WIDTH, latent_nodes
 
 CHANNELS = ("red", "green", "blue")
 
@@ -44,7 +44,7 @@ def test_async_decode_equals_vae_decode(comfy_client, comfy_server):
                                                             "filename_prefix": "async/diff"}},
         "save_async": {"class_type": "SaveImage", "inputs": {"images": ["async", 0], "filename_prefix": "async/img"}},
     }
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "success", run.of_type("execution_error")
 
     output = comfy_server.tree.output

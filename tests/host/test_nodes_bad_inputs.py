@@ -3,8 +3,9 @@ outside the output folder (nor, for these, inside it)."""
 
 import pytest
 
-from comfy_host import PromptRejected
-from nodes_graphs import error_message, partial_files, streaming_prompt
+from streamvae.client import PromptRejected
+from support.graphs import error_message, streaming_prompt
+from support.videos import partial_files
 
 
 def rejection(comfy_client, prompt) -> str:
@@ -25,7 +26,7 @@ def files_around(comfy_server) -> set:
 def test_vae_that_does_not_match_the_latent(comfy_client, comfy_server):
     prompt = streaming_prompt("wan21", filename_prefix="mismatch/clip")
     prompt["vae"]["inputs"]["vae_name"] = "tiny_wan22_vae.safetensors"  # 48-channel VAE, 16-channel latent
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "error"
     message = error_message(run)
     assert "16 channels" in message and "48" in message, message
@@ -50,7 +51,7 @@ def test_prefix_from_a_link_is_checked_when_it_runs(comfy_client, comfy_server):
     prompt["prefix"] = {"class_type": "PrimitiveString", "inputs": {"value": "../linked"}}
     prompt["save"]["inputs"]["filename_prefix"] = ["prefix", 0]
     before = files_around(comfy_server)
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "error"
     assert "outside ComfyUI's output folder" in error_message(run)
     assert files_around(comfy_server) == before
@@ -69,7 +70,7 @@ def test_exactly_one_of_frames_or_images(comfy_client, comfy_server, connected):
         prompt["save"]["inputs"]["images"] = ["decode", 0]
     else:
         del prompt["save"]["inputs"]["frames"]
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "error"
     message = error_message(run)
     assert "connect exactly one of 'frames'" in message and f"{connected} " in message, message
@@ -77,7 +78,7 @@ def test_exactly_one_of_frames_or_images(comfy_client, comfy_server, connected):
 
 
 def test_codec_the_container_cannot_hold(comfy_client, comfy_server):
-    run = comfy_client.run({**streaming_prompt("wan21", filename_prefix="ffv1mp4/clip", codec="ffv1")}, timeout=300)
+    run = comfy_client.run_prompt({**streaming_prompt("wan21", filename_prefix="ffv1mp4/clip", codec="ffv1")}, timeout=300)
     assert run.status == "error"
     assert "a mp4 file cannot hold ffv1" in error_message(run)
     assert not partial_files(comfy_server.tree.output)
@@ -87,7 +88,7 @@ def test_hevc_width_that_crashes_libx265_is_refused_before_encoding(comfy_client
     """48 px wide: libx265 in PyAV 18.1.0 can abort the whole server there (docs/reliability.md)."""
     prompt = streaming_prompt("wan21", latent={"width": 48}, filename_prefix="narrow/clip", codec="hevc",
                               encoder="software")
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "error"
     message = error_message(run)
     assert "can crash the whole process on frames 33 to 48 pixels wide" in message and "48x48" in message, message
@@ -97,6 +98,6 @@ def test_hevc_width_that_crashes_libx265_is_refused_before_encoding(comfy_client
 def test_image_latent_is_refused_clearly(comfy_client):
     prompt = streaming_prompt("wan21")
     prompt["latent"] = {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "error"
     assert "4-D image latent" in error_message(run)

@@ -1,6 +1,7 @@
 """Progress per chunk, live messages for the web extension, and /interrupt mid-decode."""
 
-from nodes_graphs import FRAMES, partial_files, saved_files, streaming_prompt
+from support.graphs import FRAMES, saved_files, streaming_prompt
+from support.videos import partial_files
 
 # 251 latent frames. A tiny decode here takes a few hundredths of a second per chunk, and on a loaded machine the
 # server's event loop can deliver progress late, so a short video may end before the interrupt arrives. Stopped
@@ -8,26 +9,8 @@ from nodes_graphs import FRAMES, partial_files, saved_files, streaming_prompt
 LONG_FRAMES = 1001
 
 
-def wait_for_progress(client, prompt_id: str, node: str, timeout: float) -> dict:
-    """Read the prompt's events until `node` reports progress; returns that update.
-
-    The events read here are handed back to the client's queue for this prompt, so `client.wait()` still sees the
-    whole run. (ComfyClient has no "wait until" yet; this uses its queue of held messages.)
-    """
-    for message in client.events(timeout):
-        data = message.get("data") or {}
-        if data.get("prompt_id") != prompt_id:
-            continue
-        client._held.setdefault(prompt_id, []).append(message)
-        if message["type"] == "progress" and data.get("node") == node:
-            return data
-        if message["type"] in ("execution_error", "execution_success"):
-            break
-    raise AssertionError(f"no progress from node {node} before the prompt ended or {timeout:.0f} s passed")
-
-
 def test_progress_per_chunk_and_live_messages(comfy_client):
-    run = comfy_client.run(streaming_prompt("wan21", filename_prefix="progress/clip"), timeout=300)
+    run = comfy_client.run_prompt(streaming_prompt("wan21", filename_prefix="progress/clip"), timeout=300)
     assert run.status == "success", run.of_type("execution_error")
     bar = [(data["value"], data["max"]) for data in run.of_type("progress") if data["node"] == "save"]
     # One update per decoded chunk (the first latent frame gives 1 frame, each later one 4), and one at the end.
@@ -43,6 +26,16 @@ def test_progress_per_chunk_and_live_messages(comfy_client):
     (stats,) = done["files"]
     assert stats["frames"] == FRAMES and stats["encoder"] == "libx264"
     assert "gpu_busy" in done  # None on a CPU; the extension shows n/a
+    # Which decoder ran, with the stats: exact mode drives ComfyUI's own Wan module.
+    assert done["decoder"] == stats["decoder"] == live[-1]["decoder"] == "host comfy.ldm.wan.vae.WanVAE (exact)"
+
+
+def test_fast_mode_says_it_ran_our_decoder(comfy_client):
+    run = comfy_client.run(streaming_prompt("wan21", mode="fast", filename_prefix="progress/fast"), timeout=300)
+    assert run.status == "success", run.of_type("execution_error")
+    (done,) = run.of_type("streamvae.done")
+    assert done["decoder"] == done["files"][0]["decoder"] == "streamvae-wan2.1 fp32 (torch)"  # CPU: no Triton
+    assert all(data["decoder"] == done["decoder"] for data in run.of_type("streamvae.progress"))
 
 
 def follow_after_marker(client, prompt_id: str, timeout: float) -> tuple[list, int]:
@@ -51,15 +44,13 @@ def follow_after_marker(client, prompt_id: str, timeout: float) -> tuple[list, i
 
     The WebSocket keeps the server's emission order, so an update read after that `status` was emitted after it.
     """
-    messages, late, marker_seen = client._held.pop(prompt_id, []), 0, False
+    messages, late, marker_seen = client.take_held(prompt_id), 0, False
     for message in client.events(timeout):
         data = message.get("data") or {}
         if message["type"] == "status":
             marker_seen = True
-        owner = data.get("prompt_id")
-        if owner != prompt_id:
-            if owner is not None:
-                client._held.setdefault(owner, []).append(message)
+        if data.get("prompt_id") != prompt_id:
+            client.hold(message)
             continue
         messages.append(message)
         late += marker_seen and message["type"] == "progress"
@@ -72,7 +63,8 @@ def test_interrupt_stops_within_a_chunk_and_leaves_no_file(comfy_client, comfy_s
     output = comfy_server.tree.output
     prompt = streaming_prompt("wan21", filename_prefix="interrupted/clip", latent={"frames": LONG_FRAMES})
     prompt_id = comfy_client.queue(prompt)
-    first_progress = wait_for_progress(comfy_client, prompt_id, "save", timeout=300)
+    first_progress = comfy_client.wait_for_progress(prompt_id, "save", timeout=300)
+    assert first_progress is not None, "the prompt ended before the save node reported progress"
     assert first_progress["value"] < LONG_FRAMES
     comfy_client.interrupt(prompt_id)  # returns once the server has set its interrupt flag
     # Queueing the next prompt makes the server broadcast a `status` message: a marker in the event stream that

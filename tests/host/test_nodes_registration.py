@@ -6,7 +6,7 @@ import urllib.request
 
 import pytest
 
-from comfy_host import PACK_NAME
+from support.comfy_server import PACK_NAME
 
 # node id -> (display name, category, required inputs, optional inputs, outputs, output node)
 NODES = {

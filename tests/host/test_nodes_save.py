@@ -5,7 +5,8 @@ from fractions import Fraction
 import numpy as np
 import pytest
 
-from nodes_graphs import (FRAMES, HEIGHT, LOSSLESS, WIDTH, read_frames, save_node, saved_files,
+from support.videos import psnr, read_video
+from support.graphs import (FRAMES, HEIGHT, LOSSLESS, WIDTH, save_node, saved_files,
                           streaming_prompt)
 
 STOCK_X264 = {"container": "mp4", "codec": "h264", "crf": 23, "preset": "medium"}  # what core's Save Video uses
@@ -30,12 +31,13 @@ def test_exact_mode_writes_stock_comfyui_frames(comfy_client, comfy_server, fami
     prompt = streaming_prompt(family, fps=fps, filename_prefix=f"exact/{family}", **LOSSLESS)
     prompt["ours_x264"] = save_node({"frames": ["stream", 0]}, fps=fps, filename_prefix=f"exact/{family}_x264",
                                     **STOCK_X264)
-    run = comfy_client.run(with_stock_paths(prompt, fps, family), timeout=300)
+    run = comfy_client.run_prompt(with_stock_paths(prompt, fps, family), timeout=300)
     assert run.status == "success", run.of_type("execution_error")
 
     (ours,) = saved_files(run, output)
     assert ours.is_file() and ours.suffix == ".mkv"
-    frames, rate, metadata = read_frames(ours)
+    video = read_video(ours)
+    frames, rate, metadata = video.frames, video.fps, video.metadata
     assert frames.shape == (FRAMES, HEIGHT, WIDTH, 3)
     assert rate == Fraction(fps)
     assert frames.std() > 10, "random weights decode to noise; flat frames would make the comparison hollow"
@@ -43,20 +45,19 @@ def test_exact_mode_writes_stock_comfyui_frames(comfy_client, comfy_server, fami
 
     # Lossless: the same bytes as stock VAE Decode's IMAGE converted as Save Video converts it.
     (stock_lossless,) = saved_files(run, output, "stock_lossless")
-    np.testing.assert_array_equal(frames, read_frames(stock_lossless)[0])
+    np.testing.assert_array_equal(frames, read_video(stock_lossless).frames)
     # End to end: stock VAE Decode -> Create Video -> Save Video, against ours with the same x264 settings. Both
     # are lossy encodes of the same frames; x264's bits depend on its thread layout (ours uses every core), so the
     # claim is "the same video", measured as PSNR, while the lossless pair above carries the byte-exact claim.
     (stock_mp4,) = saved_files(run, output, "stock_save")
     (ours_mp4,) = saved_files(run, output, "ours_x264")
-    ours_frames, stock_frames = read_frames(ours_mp4)[0], read_frames(stock_mp4)[0]
+    ours_frames, stock_frames = read_video(ours_mp4).frames, read_video(stock_mp4).frames
     assert ours_frames.shape == stock_frames.shape
-    mse = np.mean((ours_frames.astype(np.float64) - stock_frames.astype(np.float64)) ** 2)
-    assert 10 * np.log10(255.0 ** 2 / max(mse, 1e-12)) >= 30
+    assert psnr(ours_frames, stock_frames) >= 30
 
 
 def test_history_and_events_report_the_video(comfy_client, comfy_server):
-    run = comfy_client.run(streaming_prompt("wan21", filename_prefix="reported/clip"), timeout=300)
+    run = comfy_client.run_prompt(streaming_prompt("wan21", filename_prefix="reported/clip"), timeout=300)
     assert run.status == "success", run.of_type("execution_error")
     saved_ui = run.outputs["save"]
     assert saved_ui["animated"] == [True]  # the frontend's cue to show a <video>
@@ -65,34 +66,35 @@ def test_history_and_events_report_the_video(comfy_client, comfy_server):
     assert {"node": "save", "output": saved_ui} in [
         {"node": data["node"], "output": data["output"]} for data in run.of_type("executed")]
     path = comfy_server.tree.output / "reported" / "clip_00001_.mp4"
-    frames, rate, _ = read_frames(path)
+    video = read_video(path)
+    frames, rate = video.frames, video.fps
     assert frames.shape == (FRAMES, HEIGHT, WIDTH, 3) and rate == 16
     assert comfy_client.view(item["filename"], item["subfolder"]) == path.read_bytes()
 
 
 def test_same_prompt_twice_writes_two_complete_videos(comfy_client, comfy_server):
     prompt = streaming_prompt("wan21", filename_prefix="twice/clip")
-    first = comfy_client.run(prompt, timeout=300)
-    second = comfy_client.run(prompt, timeout=300)
+    first = comfy_client.run_prompt(prompt, timeout=300)
+    second = comfy_client.run_prompt(prompt, timeout=300)
     assert first.status == second.status == "success"
     # The second run reused the cached stream (ComfyUI handed back the same object) and still decoded it all.
     cached = [node for data in second.of_type("execution_cached") for node in data["nodes"]]
     assert "stream" in cached and "save" not in cached
     paths = saved_files(first, comfy_server.tree.output) + saved_files(second, comfy_server.tree.output)
     assert [path.name for path in paths] == ["clip_00001_.mp4", "clip_00002_.mp4"]
-    first_frames, second_frames = (read_frames(path)[0] for path in paths)
+    first_frames, second_frames = (read_video(path).frames for path in paths)
     assert first_frames.shape == (FRAMES, HEIGHT, WIDTH, 3)
     np.testing.assert_array_equal(first_frames, second_frames)
 
 
 def test_a_batch_of_latents_writes_one_file_per_video(comfy_client, comfy_server):
     prompt = streaming_prompt("wan21", filename_prefix="batch/clip", latent={"batch": 2, "frames": 1})
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "success", run.of_type("execution_error")
     paths = saved_files(run, comfy_server.tree.output)
     assert [path.name for path in paths] == ["clip_00001_.mp4", "clip_00002_.mp4"]
     for path in paths:
-        assert read_frames(path)[0].shape == (1, HEIGHT, WIDTH, 3)
+        assert read_video(path).frames.shape == (1, HEIGHT, WIDTH, 3)
 
 
 def test_images_input_and_frame_stream_round_trip(comfy_client, comfy_server):
@@ -102,8 +104,8 @@ def test_images_input_and_frame_stream_round_trip(comfy_client, comfy_server):
                         "inputs": {"frames": ["stream", 0], "start": 1, "count": 3}}
     prompt["restream"] = {"class_type": "StreamVAEImagesToFrameStream", "inputs": {"images": ["images", 0]}}
     prompt["range_save"] = save_node({"frames": ["restream", 0]}, filename_prefix="range/part", **LOSSLESS)
-    run = comfy_client.run(prompt, timeout=300)
+    run = comfy_client.run_prompt(prompt, timeout=300)
     assert run.status == "success", run.of_type("execution_error")
     (whole,) = saved_files(run, comfy_server.tree.output)
     (part,) = saved_files(run, comfy_server.tree.output, "range_save")
-    np.testing.assert_array_equal(read_frames(part)[0], read_frames(whole)[0][1:4])
+    np.testing.assert_array_equal(read_video(part).frames, read_video(whole).frames[1:4])

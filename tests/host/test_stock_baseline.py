@@ -3,10 +3,11 @@
 import re
 from fractions import Fraction
 
-import av
 import pytest
 
-from comfy_host import PACK_NAME, REPO_ROOT, WAN21_VAE, WAN22_VAE, PromptRejected
+from streamvae.client import PromptRejected
+from support.comfy_server import PACK_NAME, REPO_ROOT, WAN21_VAE, WAN22_VAE
+from support.videos import read_video
 
 WIDTH, HEIGHT, FRAMES, FPS = 64, 64, 9, 16
 
@@ -31,15 +32,10 @@ def decode_to_video_prompt(family: str) -> dict:
     }
 
 
-def read_video(path):
+def count_size_and_rate(path):
     """Decode every frame with PyAV: (frame count, (width, height), average frame rate)."""
-    with av.open(str(path)) as container:
-        stream = container.streams.video[0]
-        frames = [frame.to_ndarray(format="rgb24") for frame in container.decode(stream)]
-        rate = stream.average_rate
-    sizes = {(frame.shape[1], frame.shape[0]) for frame in frames}
-    assert len(sizes) == 1, sizes
-    return len(frames), sizes.pop(), rate
+    video = read_video(path)
+    return len(video.frames), (video.frames.shape[2], video.frames.shape[1]), video.fps
 
 
 def test_stock_nodes_offer_what_the_baseline_uses(comfy_client):
@@ -52,7 +48,7 @@ def test_stock_nodes_offer_what_the_baseline_uses(comfy_client):
 
 @pytest.mark.parametrize("family", ["wan21", "wan22"])
 def test_decode_and_save_mp4(comfy_client, comfy_server, family):
-    run = comfy_client.run(decode_to_video_prompt(family), timeout=120)
+    run = comfy_client.run_prompt(decode_to_video_prompt(family), timeout=120)
 
     assert run.status == "success", run.messages
     assert run.types[0] == "execution_start"
@@ -69,7 +65,7 @@ def test_decode_and_save_mp4(comfy_client, comfy_server, family):
 
     path = comfy_server.tree.output / saved["subfolder"] / saved["filename"]
     assert path.is_file()
-    frames, size, rate = read_video(path)
+    frames, size, rate = count_size_and_rate(path)
     assert (frames, size, rate) == (FRAMES, (WIDTH, HEIGHT), Fraction(FPS))
     # A headless user downloads it through /view: same bytes.
     assert comfy_client.view(saved["filename"], saved["subfolder"], "output") == path.read_bytes()
@@ -89,7 +85,7 @@ def test_runtime_error_ends_the_wait(comfy_client):
     # A 16-channel Wan 2.1 latent into the 48-channel Wan 2.2 VAE passes validation, then fails in the decoder.
     prompt = decode_to_video_prompt("wan21")
     prompt["2"]["inputs"]["vae_name"] = WAN22_VAE
-    run = comfy_client.run(prompt, timeout=120)
+    run = comfy_client.run_prompt(prompt, timeout=120)
     assert run.status == "error"
     (error,) = run.of_type("execution_error")
     assert error["node_type"] == "VAEDecode"

@@ -12,10 +12,10 @@ import json
 import pytest
 from PIL import Image
 
-import comfy_host
+from support import comfy_server as host
 from streamvae.client import ComfyClient, Overrides, PromptRejected, ui_to_api
 
-WORKFLOWS = comfy_host.REPO_ROOT / "workflows"
+WORKFLOWS = host.REPO_ROOT / "workflows"
 NAMES = ["wan22_14b_t2v", "wan22_14b_i2v", "wan22_5b_ti2v", "decode_only"]
 WAN22_GRAPHS = ["wan22_14b_t2v", "wan22_14b_i2v", "wan22_5b_ti2v"]
 STANDIN_FOLDERS = ("diffusion_models", "text_encoders", "loras", "vae")
@@ -39,7 +39,7 @@ def models_list() -> list[tuple[str, str]]:
 @pytest.fixture(scope="module")
 def standin_server(comfyui_path, tmp_path_factory):
     """A second server whose models tree holds a stand-in for every file in workflows/models.tsv."""
-    tree = comfy_host.make_host_tree(tmp_path_factory.mktemp("standin_models"), comfyui_path)
+    tree = host.make_host_tree(tmp_path_factory.mktemp("standin_models"), comfyui_path)
     with tree.extra_model_paths.open("a") as yaml:
         for folder in STANDIN_FOLDERS[:-1]:  # vae is in the tree already
             yaml.write(f"    {folder}: models/{folder}\n")
@@ -47,7 +47,7 @@ def standin_server(comfyui_path, tmp_path_factory):
         (tree.models / folder).mkdir(parents=True, exist_ok=True)
         (tree.models / folder / name).write_bytes(b"stand-in: validation only, never loaded")
     Image.new("RGB", (64, 64), (40, 90, 160)).save(tree.input / "example.png")  # LoadImage's file, as ComfyUI ships
-    server = comfy_host.ComfyServer(comfyui_path, tree).start()
+    server = host.ComfyServer(comfyui_path, tree).start()
     yield server
     server.stop()
 

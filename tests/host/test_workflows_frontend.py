@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from comfy_host import REPO_ROOT
+from support.comfy_server import REPO_ROOT
 from streamvae.client import ComfyClient, ui_to_api
 
 CHROMIUM = Path(os.environ.get("STREAMVAE_CHROMIUM", "/usr/bin/chromium"))

@@ -3,7 +3,7 @@
     rel_server   (session)  a real ComfyUI server (`main.py --cpu`) with the pack and the two full-size random-weight
                             Wan VAEs, of its own: the load test measures its process, so no other test's prompts
                             may run on it. `.pid` is the server's process id (psutil reads RSS, threads, fds).
-    rel_client   (test)     a ComfyClient on rel_server
+    rel_client   (test)     a HostClient on rel_server
     tight_server (session)  a second server whose output folder is a 2 MiB tmpfs mounted in a private mount
                             namespace (needs root, or user namespaces: skips with the reason otherwise)
 
@@ -15,52 +15,44 @@ from __future__ import annotations
 import copy
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "host"))
-import comfy_host  # noqa: E402
+from streamvae.files import find_comfyui
+from support import comfy_server as host
+from support.host_client import client_for
 
-COMFYUI, TRIED = comfy_host.find_comfyui()
-SKIP_REASON = ("ComfyUI not found (looked for main.py in: " + ", ".join(map(str, TRIED)) + "). "
-               + comfy_host.HOW_TO_GET_COMFYUI)
+COMFYUI = find_comfyui()
 TMPFS_BYTES = 2 * 1024 * 1024
 
 
 @pytest.fixture(scope="session")
 def rel_tree(tmp_path_factory):
     if COMFYUI is None:
-        pytest.skip(SKIP_REASON)
-    tree = comfy_host.make_host_tree(tmp_path_factory.mktemp("reliability_host"), COMFYUI)
-    comfy_host.build_random_vaes(COMFYUI, tree.vae)
+        pytest.skip(host.comfyui_missing_reason())
+    tree = host.make_host_tree(tmp_path_factory.mktemp("reliability_host"), COMFYUI)
+    host.build_random_vaes(COMFYUI, tree.vae)
     yield tree
-    comfy_host.remove_model_files(tree)
+    host.remove_model_files(tree)
 
 
 @pytest.fixture(scope="session")
 def rel_server(rel_tree):
-    server = comfy_host.ComfyServer(COMFYUI, rel_tree).start()
+    server = host.ComfyServer(COMFYUI, rel_tree).start()
     server.pid = server.process.pid
     yield server
     server.stop()
 
 
-def _client(server):
-    if server.process.poll() is not None:
-        pytest.fail(f"the ComfyUI server died earlier (exit {server.process.returncode}).\n" + server.log_tail())
-    return comfy_host.ComfyClient(server.url)
-
-
 @pytest.fixture
 def rel_client(rel_server):
-    client = _client(rel_server)
+    client = client_for(rel_server)
     yield client
     client.close()
 
 
-class TmpfsServer(comfy_host.ComfyServer):
+class TmpfsServer(host.ComfyServer):
     """The same server, started inside `unshare --mount` with a small tmpfs mounted over its output folder.
 
     The mount exists only in the server's own mount namespace: nothing on this machine sees it, and it goes away
@@ -106,6 +98,6 @@ def tight_server(rel_tree, tmp_path_factory):
 
 @pytest.fixture
 def tight_client(tight_server):
-    client = _client(tight_server)
+    client = client_for(tight_server)
     yield client
     client.close()

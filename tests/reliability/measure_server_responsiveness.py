@@ -17,9 +17,12 @@ import time
 import urllib.request
 from pathlib import Path
 
-sys.path[:0] = [str(Path(__file__).resolve().parents[1] / "host")]
-import comfy_host  # noqa: E402
-from nodes_graphs import latent_nodes, streaming_prompt  # noqa: E402
+# tests/ (for `support`) and the repository root, as tests/pytest.ini puts them.
+sys.path[:0] = [str(Path(__file__).resolve().parents[1]), str(Path(__file__).resolve().parents[2])]
+from streamvae.files import find_comfyui  # noqa: E402
+from support import comfy_server as host  # noqa: E402
+from support.graphs import latent_nodes, streaming_prompt  # noqa: E402
+from support.host_client import HostClient  # noqa: E402
 
 PROBE_INTERVAL = 0.05
 
@@ -48,15 +51,15 @@ def probe_while_running(server, client, prompt: dict) -> tuple[float, list[float
 
 
 def main() -> None:
-    comfyui, tried = comfy_host.find_comfyui()
+    comfyui = find_comfyui()
     if comfyui is None:
-        sys.exit(f"ComfyUI not found (looked in {tried})")
-    tree = comfy_host.make_host_tree(Path(tempfile.mkdtemp()), comfyui)
-    comfy_host.build_random_vaes(comfyui, tree.vae)
-    server = comfy_host.ComfyServer(comfyui, tree).start()
-    client = comfy_host.ComfyClient(server.url)
+        sys.exit(host.comfyui_missing_reason())
+    tree = host.make_host_tree(Path(tempfile.mkdtemp()), comfyui)
+    host.build_random_vaes(comfyui, tree.vae)
+    server = host.ComfyServer(comfyui, tree).start()
+    client = HostClient(server.url)
     try:
-        client.run(streaming_prompt("wan21", filename_prefix="probe/warm"), timeout=300)  # VAE loaded, codecs open
+        client.run_prompt(streaming_prompt("wan21", filename_prefix="probe/warm"), timeout=300)  # VAE loaded, codecs open
         for name, prompt in (("streaming, 401 frames", streaming_prompt("wan21", filename_prefix="probe/streaming",
                                                                          latent={"frames": 401})),
                              ("stock, 97 frames", stock_prompt(97))):
@@ -67,7 +70,7 @@ def main() -> None:
     finally:
         client.close()
         server.stop()
-        comfy_host.remove_model_files(tree)
+        host.remove_model_files(tree)
 
 
 if __name__ == "__main__":

@@ -23,10 +23,12 @@ from streamvae.errors import EncoderError
 from streamvae.files import load_latent_file
 from streamvae.writer import VideoWriter
 
-from rel_support import count_from_env, read_video, tiny_wan21_vae, tiny_wan22_vae
+from support.process_checks import count_from_env
+from support.tiny_vaes import tiny_diffusers_vae
+from support.videos import read_video
 
 EXAMPLES = count_from_env("STREAMVAE_PROPERTY_EXAMPLES", 60)
-VAES = {"wan2.1": (tiny_wan21_vae(), 16, 8), "wan2.2": (tiny_wan22_vae(), 48, 16)}  # (vae, channels, pixels/latent)
+VAES = {"wan2.1": (tiny_diffusers_vae("wan2.1"), 16, 8), "wan2.2": (tiny_diffusers_vae("wan2.2"), 48, 16)}  # (vae, channels, pixels/latent)
 PIX_FMTS = sorted({fmt for codec in CODECS.values() for fmt in codec.pix_fmts}) + ["rgb24", "nv12"]
 
 VALID_FPS = st.one_of(st.integers(1, 240), st.sampled_from(["30000/1001", "24", Fraction(1, 3) + 1]),
@@ -71,6 +73,7 @@ def engine_call(draw):
     return bad, call
 
 
+@pytest.mark.slow
 @settings(max_examples=EXAMPLES, deadline=None, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow])
 @given(case=engine_call())
@@ -93,7 +96,8 @@ def test_engine_parameters_give_a_file_or_a_clear_error(case):
             OUTCOMES["refused"] += 1
             return
         assert bad is None, f"{bad}={call.get(bad)!r} was accepted"
-        decoded, rate = read_video(path)
+        video = read_video(path)
+        decoded, rate = video.frames, video.fps
         frames = 1 + 4 * (call["frames"] - 1)
         assert decoded.shape == (frames, call["height"] * scale, call["width"] * scale, 3)
         assert stats.frames == frames
@@ -149,6 +153,7 @@ def test_frame_widths_outside_the_crashing_band_are_accepted(width):
     assert resolve(EncodeSettings(fps=16, codec="hevc", encoder="software"), (width, 16)).encoder == "libx265"
 
 
+@pytest.mark.slow
 def test_the_sweep_saw_both_outcomes():
     """Runs after the property above (file order): a sweep that only ever refused, or only ever wrote, tested
     half of its promise."""
@@ -273,7 +278,7 @@ def pack_output(tmp_path_factory):
     output = tmp_path_factory.mktemp("prefix_output")
     previous = folder_paths.get_output_directory()
     folder_paths.set_output_directory(str(output))
-    yield output, module.output_files
+    yield output, module.plan_output_files
     folder_paths.set_output_directory(previous)
 
 
@@ -285,10 +290,10 @@ PREFIX_PARTS = st.sampled_from(["..", ".", "video", "a b", "%year%", "%width%", 
 @settings(max_examples=EXAMPLES * 4, deadline=None, derandomize=True)
 @given(parts=st.lists(PREFIX_PARTS, min_size=1, max_size=4), absolute=st.booleans())
 def test_prefixes_never_escape_the_output_folder(parts, absolute, pack_output):
-    output_dir, output_files = pack_output
+    output_dir, plan_output_files = pack_output
     prefix = ("/" if absolute else "") + "/".join(parts)
     try:
-        files = output_files(prefix, "mp4", 2, 64, 48)
+        files = plan_output_files(prefix, "mp4", 2, 64, 48)
     except StreamVAEError as error:
         assert "filename_prefix" in str(error) and "Traceback" not in str(error)
         return
@@ -309,8 +314,8 @@ def test_prefixes_never_escape_the_output_folder(parts, absolute, pack_output):
 ])
 def test_server_refuses_prefixes_before_running(rel_client, rel_server, prefix, expected):
     """Through /prompt: refused at validation with the reason, nothing written anywhere."""
-    from comfy_host import PromptRejected
-    from nodes_graphs import streaming_prompt
+    from streamvae.client import PromptRejected
+    from support.graphs import streaming_prompt
 
     root = rel_server.tree.root
     before = {path for path in root.rglob("*") if rel_server.tree.models not in path.parents}

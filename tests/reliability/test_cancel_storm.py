@@ -1,6 +1,6 @@
 """Cancel storm on the real server: interrupt prompts at random points (before the save node starts, at its first
 chunk, part-way); never a stuck worker, a leaked thread or descriptor, or a file left behind, and the next prompt
-succeeds. STREAMVAE_CANCEL_RUNS sets the count (issue: 30)."""
+succeeds. STREAMVAE_CANCEL_RUNS sets the count (full: 30)."""
 
 from __future__ import annotations
 
@@ -8,8 +8,13 @@ import json
 import os
 import random
 
-from nodes_graphs import streaming_prompt
-from rel_support import count_from_env, partial_files, read_video, saved_paths, snapshot, wait_for_progress
+import pytest
+
+from support.graphs import saved_files, streaming_prompt
+from support.process_checks import count_from_env, snapshot
+from support.videos import partial_files, read_video
+
+pytestmark = pytest.mark.soak
 
 FRAMES = 49  # 13 chunks: room to land an interrupt part-way even when progress reaches the client late
 
@@ -18,7 +23,7 @@ def test_interrupts_at_random_points(rel_client, rel_server):
     output = rel_server.tree.output
     runs = count_from_env("STREAMVAE_CANCEL_RUNS", 4)
     rng = random.Random(int(os.environ.get("STREAMVAE_CANCEL_SEED", "30")))
-    warm = rel_client.run(streaming_prompt("wan21", filename_prefix="storm/warm"), timeout=600)
+    warm = rel_client.run_prompt(streaming_prompt("wan21", filename_prefix="storm/warm"), timeout=600)
     assert warm.status == "success"
     before = snapshot(rel_server.pid)
     outcomes = []
@@ -29,7 +34,7 @@ def test_interrupts_at_random_points(rel_client, rel_server):
         prompt_id = rel_client.queue(streaming_prompt("wan21", filename_prefix=f"storm/run{run_index:02d}",
                                                       latent={"frames": FRAMES}))
         if point >= 0:
-            wait_for_progress(rel_client, prompt_id, "save", timeout=600, at_least=point)
+            rel_client.wait_for_progress(prompt_id, "save", timeout=600, at_least=point)
         rel_client.interrupt(prompt_id)
         run = rel_client.wait(prompt_id, timeout=600)
         outcomes.append((point, run.status or "?", run.types[-3:]))
@@ -38,14 +43,14 @@ def test_interrupts_at_random_points(rel_client, rel_server):
             assert not files, f"an interrupted prompt left {files}"
         else:  # the interrupt came after the last chunk: then the video must be whole
             assert run.status == "success", run.types
-            (path,) = saved_paths(run, output)
-            assert len(read_video(path)[0]) == FRAMES
+            (path,) = saved_files(run, output)
+            assert len(read_video(path).frames) == FRAMES
         assert not partial_files(output)
 
-    after_run = rel_client.run(streaming_prompt("wan21", filename_prefix="storm/after"), timeout=600)
+    after_run = rel_client.run_prompt(streaming_prompt("wan21", filename_prefix="storm/after"), timeout=600)
     assert after_run.status == "success", after_run.of_type("execution_error")
-    (path,) = saved_paths(after_run, output)
-    assert len(read_video(path)[0]) == 5
+    (path,) = saved_files(after_run, output)
+    assert len(read_video(path).frames) == 5
     after = snapshot(rel_server.pid)
     interrupted = sum("execution_interrupted" in types for _, _, types in outcomes)
     report = {"runs": runs, "interrupted": interrupted, "points": [point for point, _, _ in outcomes],

@@ -3,34 +3,19 @@ the pack's live messages reach only the client that queued the prompt."""
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
-import comfy_host
-from nodes_graphs import streaming_prompt
-from rel_support import partial_files, read_video, saved_paths, wait_for_progress
+from support.graphs import saved_files, streaming_prompt
+from support.host_client import HostClient
+from support.videos import partial_files, read_video
 
 LONG_FRAMES = 17  # 5 latent frames: long enough to drop the socket in the middle
 
 
-def drain(client, seconds: float = 1.0) -> list[dict]:
-    """Whatever else arrives on the client's socket in the next `seconds` (text frames only)."""
-    messages, deadline = [], time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        client.ws.settimeout(max(0.05, deadline - time.monotonic()))
-        try:
-            frame = client.ws.recv()
-        except Exception:  # noqa: BLE001 - timeout: nothing more
-            break
-        if isinstance(frame, str):
-            messages.append(json.loads(frame))
-    return messages
-
-
 def test_two_clients_queueing_at_once(rel_server):
     output = rel_server.tree.output
-    clients = [comfy_host.ComfyClient(rel_server.url) for _ in range(2)]
+    clients = [HostClient(rel_server.url) for _ in range(2)]
     queued: dict[int, list[str]] = {0: [], 1: []}
     barrier = threading.Barrier(2)
 
@@ -52,16 +37,16 @@ def test_two_clients_queueing_at_once(rel_server):
                 run = client.wait(prompt_id, timeout=600)
                 assert run.status == "success", run.of_type("execution_error")
                 assert run.of_type("streamvae.done"), "the live stats did not reach the client that queued"
-                (path,) = saved_paths(run, output)
-                frames, _ = read_video(path)
+                (path,) = saved_files(run, output)
+                frames = read_video(path).frames
                 assert frames.shape == (5, 48, 64, 3)
                 paths.append(path)
         assert len(set(paths)) == 2, "two prompts wrote the same file"
         # Each client saw only its own prompts' messages (ComfyUI sends them to the queueing client_id).
         for which, client in enumerate(clients):
             others = set(queued[1 - which])
-            leaked = [m for m in drain(client) if (m.get("data") or {}).get("prompt_id") in others]
-            leaked += [prompt_id for prompt_id in client._held if prompt_id in others]
+            leaked = [m for m in client.events(1.0) if (m.get("data") or {}).get("prompt_id") in others]
+            leaked += [prompt_id for prompt_id in client.held_prompt_ids() if prompt_id in others]
             assert not leaked, f"client {which} received the other client's messages: {leaked[:3]}"
     finally:
         for client in clients:
@@ -71,14 +56,14 @@ def test_two_clients_queueing_at_once(rel_server):
 
 def test_client_disconnecting_mid_run(rel_server):
     output = rel_server.tree.output
-    leaving = comfy_host.ComfyClient(rel_server.url)
+    leaving = HostClient(rel_server.url)
     prompt_id = leaving.queue(streaming_prompt("wan21", filename_prefix="disconnected/clip",
                                                latent={"frames": LONG_FRAMES}))
-    progress = wait_for_progress(leaving, prompt_id, "save", timeout=600)
+    progress = leaving.wait_for_progress(prompt_id, "save", timeout=600)
     assert progress is not None and progress["value"] < LONG_FRAMES, "the run ended before the socket dropped"
     leaving.close()  # mid-run: the server keeps sending to a client that is gone
 
-    watcher = comfy_host.ComfyClient(rel_server.url)  # a new connection, as a reconnecting page would make
+    watcher = HostClient(rel_server.url)  # a new connection, as a reconnecting page would make
     try:
         deadline = time.monotonic() + 600
         while (history := watcher.history(prompt_id)) is None or not history.get("status", {}).get("completed"):
@@ -86,9 +71,9 @@ def test_client_disconnecting_mid_run(rel_server):
             time.sleep(0.5)
         assert history["status"]["status_str"] == "success", history["status"]
         (item,) = history["outputs"]["save"]["images"]
-        frames, _ = read_video(output / item["subfolder"] / item["filename"])
+        frames = read_video(output / item["subfolder"] / item["filename"]).frames
         assert len(frames) == LONG_FRAMES
-        after = watcher.run(streaming_prompt("wan21", filename_prefix="after_disconnect/clip"), timeout=600)
+        after = watcher.run_prompt(streaming_prompt("wan21", filename_prefix="after_disconnect/clip"), timeout=600)
         assert after.status == "success"
     finally:
         watcher.close()

@@ -14,7 +14,9 @@ from streamvae import Cancelled, EncoderError, StreamVAEError, decode_to_video
 from streamvae import pipeline as pipeline_module
 from streamvae.writer import VideoWriter
 
-from rel_support import CancelAfter, count_from_env, engine_threads, latent, partial_files, read_video, tiny_wan21_vae
+from support.process_checks import CancelAfter, count_from_env, engine_threads
+from support.tiny_vaes import latent_for, tiny_diffusers_vae
+from support.videos import partial_files, read_video
 
 LATENT_FRAMES = 4  # 13 frames: four chunks, so a fault can land before, between and after them
 FRAMES = 1 + 4 * (LATENT_FRAMES - 1)
@@ -23,7 +25,7 @@ OLD_BYTES = b"a finished video the user already has\n" * 100
 
 @pytest.fixture(scope="module")
 def vae():
-    return tiny_wan21_vae()
+    return tiny_diffusers_vae("wan2.1")
 
 
 @pytest.fixture
@@ -42,8 +44,8 @@ def assert_clean_failure(target, folder):
 
 def assert_next_run_succeeds(vae, folder):
     out = folder / "next.mp4"
-    stats = decode_to_video(vae, latent(latent_frames=LATENT_FRAMES), out, fps=16, preset="ultrafast")
-    frames, _ = read_video(out)
+    stats = decode_to_video(vae, latent_for(vae, LATENT_FRAMES, 8, 8), out, fps=16, preset="ultrafast")
+    frames = read_video(out).frames
     assert stats.frames == FRAMES and frames.shape == (FRAMES, 64, 64, 3)
 
 
@@ -68,7 +70,7 @@ def test_encoder_raising_mid_stream(vae, target, tmp_path, monkeypatch, fail_on_
 
     monkeypatch.setattr(VideoWriter, "write", write)
     with pytest.raises(EncoderError) as raised:
-        decode_to_video(vae, latent(latent_frames=LATENT_FRAMES), target, fps=16, preset="ultrafast")
+        decode_to_video(vae, latent_for(vae, LATENT_FRAMES, 8, 8), target, fps=16, preset="ultrafast")
     message = str(raised.value)
     assert str(target) in message and "Input/output error" in message and "No file was left behind" in message
     assert len(calls) == fail_on_call, "the decoder kept going after the encoder failed"
@@ -87,7 +89,7 @@ def test_encoder_failing_at_finish(vae, target, tmp_path, monkeypatch):
     original = VideoWriter.finish
     monkeypatch.setattr(VideoWriter, "finish", finish)
     with pytest.raises(EncoderError, match="No space left on device; free some disk space"):
-        decode_to_video(vae, latent(latent_frames=LATENT_FRAMES), target, fps=16, preset="ultrafast")
+        decode_to_video(vae, latent_for(vae, LATENT_FRAMES, 8, 8), target, fps=16, preset="ultrafast")
     assert_clean_failure(target, tmp_path)
     monkeypatch.undo()
     assert_next_run_succeeds(vae, tmp_path)
@@ -107,7 +109,7 @@ def test_writer_thread_dying_with_an_error(vae, target, tmp_path, monkeypatch, e
 
     monkeypatch.setattr(pipeline_module.SlotRing, "host_frames", host_frames)
     with pytest.raises(type(error)):
-        decode_to_video(vae, latent(latent_frames=LATENT_FRAMES), target, fps=16, preset="ultrafast")
+        decode_to_video(vae, latent_for(vae, LATENT_FRAMES, 8, 8), target, fps=16, preset="ultrafast")
     assert_clean_failure(target, tmp_path)
     monkeypatch.undo()
     assert_next_run_succeeds(vae, tmp_path)
@@ -127,7 +129,7 @@ def test_writer_thread_vanishing_does_not_hang_the_decoder(vae, target, tmp_path
 
     def decode():
         try:
-            decode_to_video(vae, latent(latent_frames=LATENT_FRAMES), target, fps=16, preset="ultrafast", slots=1)
+            decode_to_video(vae, latent_for(vae, LATENT_FRAMES, 8, 8), target, fps=16, preset="ultrafast", slots=1)
         except BaseException as error:  # noqa: BLE001 - inspected below
             outcome["error"] = error
 
@@ -142,6 +144,7 @@ def test_writer_thread_vanishing_does_not_hang_the_decoder(vae, target, tmp_path
     assert_next_run_succeeds(vae, tmp_path)
 
 
+@pytest.mark.soak
 def test_cancel_storm_engine(vae, tmp_path):
     """Cancel at a random poll across many runs: each run raises Cancelled, leaves nothing, leaks no thread."""
     runs = count_from_env("STREAMVAE_ENGINE_CANCELS", 8)
@@ -152,12 +155,12 @@ def test_cancel_storm_engine(vae, tmp_path):
         cancel = CancelAfter(rng.randint(0, 8))
         path = tmp_path / f"cancelled_{run}.mp4"
         try:
-            decode_to_video(vae, latent(latent_frames=LATENT_FRAMES, seed=run), path, fps=16, preset="ultrafast",
+            decode_to_video(vae, latent_for(vae, LATENT_FRAMES, 8, 8, seed=run), path, fps=16, preset="ultrafast",
                             slots=rng.choice([1, 2, 3]), cancel=cancel)
         except Cancelled:
             assert not path.exists()
         else:  # the cancel came after the last poll: a complete file is the right answer
-            frames, _ = read_video(path)
+            frames = read_video(path).frames
             assert len(frames) == FRAMES
         polls_seen.append(cancel.polls)
         assert not partial_files(tmp_path)
@@ -170,8 +173,8 @@ def test_cancel_storm_engine(vae, tmp_path):
 def test_finished_file_is_replaced_only_by_a_complete_one(vae, target, tmp_path):
     """The library's contract for an explicit path: a failed run leaves the old file; a finished run replaces it
     in one rename (never a half-written file under the final name)."""
-    stats = decode_to_video(vae, latent(latent_frames=LATENT_FRAMES), target, fps=16, preset="ultrafast")
-    frames, _ = read_video(target)
+    stats = decode_to_video(vae, latent_for(vae, LATENT_FRAMES, 8, 8), target, fps=16, preset="ultrafast")
+    frames = read_video(target).frames
     assert stats.frames == len(frames) == FRAMES
     assert not np.array_equal(np.frombuffer(target.read_bytes()[:len(OLD_BYTES)], np.uint8),
                               np.frombuffer(OLD_BYTES, np.uint8))
@@ -180,5 +183,5 @@ def test_finished_file_is_replaced_only_by_a_complete_one(vae, target, tmp_path)
 
 def test_bad_settings_fail_before_touching_anything(vae, target, tmp_path):
     with pytest.raises(StreamVAEError, match="cannot hold ffv1"):
-        decode_to_video(vae, latent(), target, fps=16, container="mp4", codec="ffv1")
+        decode_to_video(vae, latent_for(vae, 2, 8, 8), target, fps=16, container="mp4", codec="ffv1")
     assert_clean_failure(target, tmp_path)

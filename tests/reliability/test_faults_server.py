@@ -7,8 +7,9 @@ from __future__ import annotations
 import os
 import shutil
 
-from nodes_graphs import streaming_prompt
-from rel_support import error_message, partial_files, read_video, saved_paths, snapshot, wait_for_progress
+from support.graphs import error_message, saved_files, streaming_prompt
+from support.process_checks import snapshot
+from support.videos import partial_files, read_video
 
 LONG_FRAMES = 17
 FREE_BYTES = 12 * 1024
@@ -24,7 +25,7 @@ def test_output_subfolder_removed_mid_run(rel_client, rel_server):
         prompt_id = rel_client.queue(streaming_prompt("wan21", filename_prefix="removed/clip",
                                                       latent={"frames": frames}))
         # value 0 may come as the node starts, before the file is opened: wait for the first frames.
-        progress = wait_for_progress(rel_client, prompt_id, "save", timeout=600, at_least=1)
+        progress = rel_client.wait_for_progress(prompt_id, "save", timeout=600, at_least=1)
         writing = progress is not None and any(".partial" in path.name for path in folder.glob("*"))
         shutil.rmtree(folder, ignore_errors=True)
         run = rel_client.wait(prompt_id, timeout=600)
@@ -43,10 +44,10 @@ def test_output_subfolder_removed_mid_run(rel_client, rel_server):
     held = [path for path in snapshot(rel_server.pid)["files"] if "removed" in path]
     assert not held, f"the server still holds the deleted temporary file open: {held}"
 
-    after = rel_client.run(streaming_prompt("wan21", filename_prefix="removed/clip"), timeout=600)
+    after = rel_client.run_prompt(streaming_prompt("wan21", filename_prefix="removed/clip"), timeout=600)
     assert after.status == "success", after.of_type("execution_error")
-    (path,) = saved_paths(after, output)
-    assert len(read_video(path)[0]) == 5
+    (path,) = saved_files(after, output)
+    assert len(read_video(path).frames) == 5
 
 
 def test_disk_full_mid_run(tight_client, tight_server):
@@ -63,7 +64,7 @@ def test_disk_full_mid_run(tight_client, tight_server):
     filler.write_bytes(b"\0" * max(0, stats.f_bavail * stats.f_frsize - FREE_BYTES))
     prompt = streaming_prompt("wan21", filename_prefix="full/clip", latent={"frames": 9},
                               container="mkv", codec="ffv1", pix_fmt="bgr0")
-    run = tight_client.run(prompt, timeout=600)
+    run = tight_client.run_prompt(prompt, timeout=600)
 
     assert run.status == "error", "the video should not fit in the space left"
     message = error_message(run)
@@ -76,9 +77,9 @@ def test_disk_full_mid_run(tight_client, tight_server):
     assert not [path for path in snapshot(tight_server.pid)["files"] if ".partial" in path]
 
     filler.unlink()  # the user frees space; the next prompt must work without a restart
-    after = tight_client.run(streaming_prompt("wan21", filename_prefix="full/clip"), timeout=600)
+    after = tight_client.run_prompt(streaming_prompt("wan21", filename_prefix="full/clip"), timeout=600)
     assert after.status == "success", after.of_type("execution_error")
     (item,) = after.outputs["save"]["images"]
     assert item["filename"] == "clip_00002_.mp4"
-    assert len(read_video(view / "full" / item["filename"])[0]) == 5
+    assert len(read_video(view / "full" / item["filename"]).frames) == 5
     assert existing.read_bytes() == original

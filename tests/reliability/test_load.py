@@ -2,7 +2,7 @@
 prores), through the real server. Every output must be complete (all frames, right size) and decode back; the server
 process must not grow: its threads, open file descriptors and resident memory are read with psutil after a warm-up
 round and again after the load, and the drift must stay within the limits below. STREAMVAE_LOAD_PROMPTS sets the
-count (issue: 50).
+count (full: 50).
 """
 
 from __future__ import annotations
@@ -11,8 +11,13 @@ import json
 import os
 import time
 
-from nodes_graphs import streaming_prompt
-from rel_support import count_from_env, partial_files, read_video, saved_paths, snapshot
+import pytest
+
+from support.graphs import saved_files, streaming_prompt
+from support.process_checks import count_from_env, snapshot
+from support.videos import partial_files, read_video
+
+pytestmark = pytest.mark.soak
 
 # (family, width, height, frames, save settings). Frames: 1 + 4k, as Wan's latent length gives them.
 CASES = [
@@ -43,9 +48,9 @@ def case_prompt(index: int, case) -> dict:
 def check_output(run, output, case) -> None:
     family, width, height, frames, settings = case
     assert run.status == "success", run.of_type("execution_error")
-    (path,) = saved_paths(run, output)
+    (path,) = saved_files(run, output)
     assert path.suffix == "." + settings["container"]
-    decoded, _ = read_video(path)
+    decoded = read_video(path).frames
     assert decoded.shape == (frames, height, width, 3), (path, decoded.shape)
 
 
@@ -53,7 +58,7 @@ def test_back_to_back_prompts_keep_the_server_flat(rel_client, rel_server):
     output = rel_server.tree.output
     count = count_from_env("STREAMVAE_LOAD_PROMPTS", 4)
     for index, case in enumerate(CASES):  # warm-up: loads both VAEs, opens every codec once
-        check_output(rel_client.run(case_prompt(index, case), timeout=600), output, case)
+        check_output(rel_client.run_prompt(case_prompt(index, case), timeout=600), output, case)
     before = snapshot(rel_server.pid)
 
     started = time.monotonic()
@@ -69,7 +74,7 @@ def test_back_to_back_prompts_keep_the_server_flat(rel_client, rel_server):
     # RSS swings by GBs between prompts of the two families (ComfyUI moves the 1.4 GB Wan 2.2 VAE in and out of
     # its loaded set: measured 1.8 -> 3.4 -> 2.4 -> 3.9 GiB), so both snapshots are taken right after the same
     # case, the last of the warm-up round, whatever the count.
-    check_output(rel_client.run(case_prompt(len(CASES) + count, CASES[-1]), timeout=600), output, CASES[-1])
+    check_output(rel_client.run_prompt(case_prompt(len(CASES) + count, CASES[-1]), timeout=600), output, CASES[-1])
     after = snapshot(rel_server.pid)
 
     drift = {key: after[key] - before[key] for key in ("rss", "threads", "fds")}

@@ -70,9 +70,8 @@ def test_symlink_in_the_output_folder_is_not_followed_out_of_it(rel_client, rel_
     elsewhere would take the video there. The save node refuses, whether the link is named in the prefix (at
     validation), arrives by a linked prefix (at run time) or is named by ComfyUI's %width% substitution (after
     ComfyUI names the folder); a link that stays inside the output folder still works."""
-    from comfy_host import PromptRejected
-    from nodes_graphs import WIDTH, streaming_prompt
-    from rel_support import error_message, saved_paths
+    from streamvae.client import PromptRejected
+    from support.graphs import WIDTH, error_message, saved_files, streaming_prompt
 
     outside, inside = tmp_path / "outside", rel_server.tree.output / f"real_{uuid.uuid4().hex[:8]}"
     outside.mkdir()
@@ -93,14 +92,14 @@ def test_symlink_in_the_output_folder_is_not_followed_out_of_it(rel_client, rel_
         linked["save"]["inputs"]["filename_prefix"] = ["prefix", 0]
         substituted = streaming_prompt("wan21", filename_prefix=f"w%width%_{tag}/clip")
         for prompt, prefix in ((linked, f"out_{tag}/clip"), (substituted, f"w%width%_{tag}/clip")):
-            run = rel_client.run(prompt, timeout=300)
+            run = rel_client.run_prompt(prompt, timeout=300)
             assert run.status == "error", run.types
             assert_names_the_link(error_message(run), prefix, outside)
         assert list(outside.rglob("*")) == [], "something was written outside the output folder"
 
-        run = rel_client.run(streaming_prompt("wan21", filename_prefix=f"in_{tag}/clip"), timeout=300)
+        run = rel_client.run_prompt(streaming_prompt("wan21", filename_prefix=f"in_{tag}/clip"), timeout=300)
         assert run.status == "success", run.types
-        (saved,) = saved_paths(run, rel_server.tree.output)
+        (saved,) = saved_files(run, rel_server.tree.output)
         assert (inside / saved.name).is_file()
     finally:
         for link in links.values():

@@ -1,0 +1,105 @@
+"""benchmarks/results.jsonl: every benchmark run appends its rows here, one JSON object a line, never rewritten.
+
+Each row carries what makes it comparable with another: `date`, `card`, `driver`, `torch`, `host` (the ComfyUI
+release whose VAE classes ran, or "none (diffusers' classes)"), `commit` (of this repository; "-dirty" when the
+checkout had changes), the `command` that produced it and a `run` label; then what was measured. The README's
+table is rendered from the latest rows (readme_table), and a test checks that the README shows exactly that.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+from typing import Iterable, Optional
+
+RESULTS = Path(__file__).with_name("results.jsonl")
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NO_HOST = "none (diffusers' classes)"
+# What a bench report's stats become in a row (bytes and seconds as measured; ratios derived from them).
+STAT_FIELDS = ("frames", "wall_seconds", "decode_seconds", "encode_seconds", "realtime_factor", "gpu_busy",
+               "peak_vram_bytes", "peak_host_rss_bytes", "encoder")
+
+
+def current_commit() -> str:
+    """This checkout's commit, with "-dirty" when it has uncommitted changes; "unknown" outside git."""
+    def git(*args) -> str:
+        return subprocess.run(["git", *args], cwd=REPO_ROOT, capture_output=True, text=True, timeout=30).stdout
+    try:
+        commit = git("rev-parse", "--short", "HEAD").strip()
+        return (commit + "-dirty" if git("status", "--porcelain", "--untracked-files=no").strip() else commit) \
+            or "unknown"
+    except (OSError, subprocess.SubprocessError):
+        return "unknown"
+
+
+def rows_from_report(report: dict, *, host: str, commit: str, command: str, run: str,
+                     case_name: Optional[str] = None) -> list[dict]:
+    """One row per path of a bench report (bench.json), and one per decode-only competitor when it has them."""
+    machine, case = report["machine"], report["case"]
+    key = {"date": machine["date"], "card": machine["card"], "driver": machine.get("driver"),
+           "torch": machine["torch"], "host": host, "commit": commit, "command": command, "run": run,
+           "pyav": machine.get("pyav"), "cpu_count": machine.get("cpu_count"),
+           "case": case_name or f"{case['arch']}_{case['width']}x{case['height']}x{case['frames']}",
+           **{name: case[name] for name in ("impl", "arch", "frames", "width", "height", "fps", "dtype", "crf",
+                                            "preset") if name in case}}
+    rows = []
+    for path, stats in report["paths"].items():
+        row = {**key, "path": path, **{name: stats[name] for name in STAT_FIELDS if name in stats}}
+        if path == "streaming fast" and "fast_psnr_vs_exact_db" in report:
+            row["psnr_vs_exact_db"] = round(report["fast_psnr_vs_exact_db"], 2)
+        rows.append(row)
+    for path, stats in report.get("decode_only", {}).items():
+        if "skipped" not in stats:
+            rows.append({**key, "path": f"{path} (decode only)", "decode_seconds": stats["decode_seconds"],
+                         "peak_vram_bytes": stats["peak_vram_bytes"]})
+    return rows
+
+
+def append(rows: Iterable[dict], path: Path = RESULTS) -> None:
+    with open(path, "a", encoding="utf-8") as out:
+        for row in rows:
+            out.write(json.dumps(row, sort_keys=False) + "\n")
+
+
+def read(path: Path = RESULTS) -> list[dict]:
+    with open(path, encoding="utf-8") as source:
+        return [json.loads(line) for line in source if line.strip()]
+
+
+# --------------------------------------------------------------------------- the README's table
+
+README_CASES = [("wan21_720p_161", "Wan 2.1, 1280×720×161"), ("wan21_720p_1001", "Wan 2.1, 1280×720×1001"),
+                ("wan22_704p_121", "Wan 2.2, 1280×704×121"), ("wan21_480p_81", "Wan 2.1, 832×480×81")]
+README_PATHS = [("stock-like", "stock ComfyUI (VAE Decode → Save Video)"), ("streaming exact", "StreamVAE exact"),
+                ("streaming fast", "StreamVAE fast"), ("fastvae (decode only)", "fastvae, decode only (no file)")]
+
+
+def latest(rows: list[dict], *, command_contains: str = "--suite full") -> dict[tuple[str, str], dict]:
+    """The last row appended for each (case, path) among full-suite runs."""
+    found = {}
+    for row in rows:
+        if command_contains in row.get("command", ""):
+            found[(row["case"], row["path"])] = row
+    return found
+
+
+def readme_table(rows: list[dict]) -> str:
+    """The README's "Measured" table: latent → finished MP4 per case and path, from the latest suite rows."""
+    found = latest(rows)
+    lines = ["| case | path | wall s | vs stock | peak VRAM GiB | peak host RAM GiB | run |",
+             "|---|---|---:|---:|---:|---:|---|"]
+    for case, case_label in README_CASES:
+        stock = found.get((case, "stock-like"))
+        for path, path_label in README_PATHS:
+            row = found.get((case, path))
+            if row is None:
+                continue
+            wall, rss = row.get("wall_seconds"), row.get("peak_host_rss_bytes")
+            seconds = f"{wall:.2f}" if wall else f"({row['decode_seconds']:.2f} decode)"
+            ratio = f"{stock['wall_seconds'] / wall:.2f}×" if wall and stock else "—"
+            host_ram = f"{rss / 2**30:.2f}" if rss else "—"
+            lines.append(f"| {case_label} | {path_label} | {seconds} | {ratio} | {row['peak_vram_bytes'] / 2**30:.2f} "
+                         f"| {host_ram} | {row['date']}, {row['commit']} |")
+            case_label = ""
+    return "\n".join(lines)
