@@ -12,8 +12,8 @@ from typing import Optional
 from .client.run_command import add_run_command
 from .convert import MODES
 from .encoding import OPTION_CHOICES, OPTION_HELP, EncodeSettings, option_default
-from .farm.command import add_farm_command
 from .errors import Cancelled, EncoderError, StreamVAEError
+from .farm.command import add_farm_command
 from .pipeline import Progress
 from .precision import PRECISIONS
 from .stats import DEFAULT_PRICE_PER_GPU_HOUR
