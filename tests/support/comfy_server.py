@@ -117,6 +117,16 @@ def _child_env() -> dict[str, str]:
     return env
 
 
+def frontend_args(tree: HostTree) -> tuple[str, ...]:
+    """The HTTP API needs no frontend: where its package isn't installed (the GPU machines carry no wheels for it),
+    serve an empty folder instead of letting ComfyUI exit for want of it."""
+    if importlib.util.find_spec("comfyui_frontend_package") is not None:
+        return ()
+    empty = tree.root / "no_frontend"
+    empty.mkdir(exist_ok=True)
+    return ("--front-end-root", str(empty))
+
+
 # --------------------------------------------------------------------------- the server
 
 def free_port() -> int:
@@ -157,18 +167,9 @@ class ComfyServer:
             "--disable-api-nodes",  # faster, offline start
             # Load only this pack: the user's other custom nodes would slow the start and muddy the log.
             "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME,
-            *self._frontend_args(),
+            *frontend_args(tree),
             *self.extra_args,
         ]
-
-    def _frontend_args(self) -> tuple[str, ...]:
-        """The HTTP API needs no frontend: where its package isn't installed (the GPU machines carry no wheels
-        for it), serve an empty folder instead of letting ComfyUI exit for want of it."""
-        if importlib.util.find_spec("comfyui_frontend_package") is not None:
-            return ()
-        empty = self.tree.root / "no_frontend"
-        empty.mkdir(exist_ok=True)
-        return ("--front-end-root", str(empty))
 
     def start(self, timeout: float = 120) -> "ComfyServer":
         with open(self.log_path, "wb") as log:

@@ -44,9 +44,10 @@ def farm_skip_reason() -> str | None:
 
 
 def comfyui_args(tree) -> tuple[str, ...]:
-    """What a worker's ComfyUI needs to see the test VAE and load only this pack."""
+    """What a worker's ComfyUI needs to see the test VAE and load only this pack (and start without a frontend
+    package, as on the GPU machines)."""
     return ("--extra-model-paths-config", str(tree.extra_model_paths), "--disable-api-nodes",
-            "--disable-all-custom-nodes", "--whitelist-custom-nodes", host.PACK_NAME)
+            "--disable-all-custom-nodes", "--whitelist-custom-nodes", host.PACK_NAME, *host.frontend_args(tree))
 
 
 def write_latent(path: Path, seed: int) -> Path:
