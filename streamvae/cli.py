@@ -1,5 +1,6 @@
-"""`python -m streamvae`: decode (your own VAE and latent file to a video) and run (a workflow on a ComfyUI server,
-see client/). The benchmark is `python -m benchmarks`, from a checkout of the repository."""
+"""`python -m streamvae`: decode (your own VAE and latent file to a video), run (a workflow on a ComfyUI server,
+see client/) and farm (a workflow per line of a job file on Ray workers, see farm/). The benchmark is `python -m
+benchmarks`, from a checkout of the repository."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from .client.run_command import add_run_command
 from .convert import MODES
 from .encoding import OPTION_CHOICES, OPTION_HELP, EncodeSettings, option_default
 from .errors import Cancelled, EncoderError, StreamVAEError
+from .farm.command import add_farm_command
 from .pipeline import Progress
 from .precision import PRECISIONS
 from .stats import DEFAULT_PRICE_PER_GPU_HOUR
@@ -96,6 +98,7 @@ def build_parser() -> argparse.ArgumentParser:
     decode.set_defaults(run=cmd_decode)
 
     add_run_command(commands)
+    add_farm_command(commands)
     return parser
 
 

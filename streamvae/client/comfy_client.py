@@ -254,16 +254,19 @@ class ComfyClient:
                             timeout=timeout, on_event=on_event)
 
     def execute(self, prompt: dict, extra_data: Optional[dict] = None, *, out_dir: Optional[Path] = None,
-                timeout: Optional[float] = None, on_event: Optional[EventCallback] = None) -> RunResult:
+                timeout: Optional[float] = None, on_event: Optional[EventCallback] = None,
+                reconnect_for: float = 60.0) -> RunResult:
         """Queue an API prompt, follow it to the end, download its output files into out_dir (when given).
 
         Timeout, Ctrl-C or a lost server while following cancel the prompt on the server before re-raising.
+        reconnect_for: how long a dropped WebSocket is retried before ServerUnreachable (a remote server may be
+        restarting; a caller that owns the server and sees it exit has no reason to wait).
         """
         self._connect()  # before queueing: the server sends a prompt's events only to a connected client
         try:
             prompt_id = self.submit(prompt, extra_data)
             try:
-                entry = self.follow(prompt_id, timeout=timeout, on_event=on_event)
+                entry = self.follow(prompt_id, timeout=timeout, on_event=on_event, reconnect_for=reconnect_for)
             except BaseException:
                 self._cancel_quietly(prompt_id)
                 raise

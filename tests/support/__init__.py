@@ -9,4 +9,6 @@ them into fixtures.
     graphs.py               API-format graphs with this pack's nodes, and where their files land
     process_checks.py       counts from the environment, engine threads left, what a process holds, cancel checks
     make_random_wan_vaes.py the script comfy_server.py runs to write the random-weight VAE files
+    farm_jobs.py            the farm's tests and benchmark: decode-only jobs, a worker's ComfyUI arguments, the
+                            release the farm tests run on, and the check that every output is there once
 """

@@ -91,16 +91,18 @@ def make_host_tree(root: Path, comfyui: Path, repo_root: Path = REPO_ROOT) -> Ho
     return tree
 
 
-def build_random_vaes(comfyui: Path, vae_dir: Path, timeout: float = 300) -> list[Path]:
-    """Write the two random-weight Wan VAEs into vae_dir, in a subprocess (it imports ComfyUI)."""
-    command = [sys.executable, str(HERE / "make_random_wan_vaes.py"), "--comfyui", str(comfyui), "--out", str(vae_dir)]
+def build_random_vaes(comfyui: Path, vae_dir: Path, timeout: float = 300, only: tuple[str, ...] = ()) -> list[Path]:
+    """Write the random-weight Wan VAEs (both, or the `only` ones) into vae_dir, in a subprocess (it imports
+    ComfyUI)."""
+    command = [sys.executable, str(HERE / "make_random_wan_vaes.py"), "--comfyui", str(comfyui), "--out", str(vae_dir),
+               *(argument for name in only for argument in ("--only", name))]
     env = _child_env()
     # The builder imports this checkout's packages: these first, whatever the environment has installed.
     env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(REPO_ROOT), env.get("PYTHONPATH")]))
     done = subprocess.run(command, cwd=comfyui, env=env, capture_output=True, text=True, timeout=timeout)
     if done.returncode != 0:
         raise RuntimeError(f"building the random Wan VAEs failed ({done.returncode}):\n{done.stdout}\n{done.stderr[-4000:]}")
-    return [vae_dir / WAN21_VAE, vae_dir / WAN22_VAE]
+    return [vae_dir / name for name in (only or (WAN21_VAE, WAN22_VAE))]
 
 
 def remove_model_files(tree: HostTree):
@@ -113,6 +115,16 @@ def _child_env() -> dict[str, str]:
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave no __pycache__ in the (possibly shared) ComfyUI checkout
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the file as they happen, so a failure's tail is complete
     return env
+
+
+def frontend_args(tree: HostTree) -> tuple[str, ...]:
+    """The HTTP API needs no frontend: where its package isn't installed (the GPU machines carry no wheels for it),
+    serve an empty folder instead of letting ComfyUI exit for want of it."""
+    if importlib.util.find_spec("comfyui_frontend_package") is not None:
+        return ()
+    empty = tree.root / "no_frontend"
+    empty.mkdir(exist_ok=True)
+    return ("--front-end-root", str(empty))
 
 
 # --------------------------------------------------------------------------- the server
@@ -155,18 +167,9 @@ class ComfyServer:
             "--disable-api-nodes",  # faster, offline start
             # Load only this pack: the user's other custom nodes would slow the start and muddy the log.
             "--disable-all-custom-nodes", "--whitelist-custom-nodes", PACK_NAME,
-            *self._frontend_args(),
+            *frontend_args(tree),
             *self.extra_args,
         ]
-
-    def _frontend_args(self) -> tuple[str, ...]:
-        """The HTTP API needs no frontend: where its package isn't installed (the GPU machines carry no wheels
-        for it), serve an empty folder instead of letting ComfyUI exit for want of it."""
-        if importlib.util.find_spec("comfyui_frontend_package") is not None:
-            return ()
-        empty = self.tree.root / "no_frontend"
-        empty.mkdir(exist_ok=True)
-        return ("--front-end-root", str(empty))
 
     def start(self, timeout: float = 120) -> "ComfyServer":
         with open(self.log_path, "wb") as log:

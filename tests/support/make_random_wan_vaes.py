@@ -60,6 +60,7 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--comfyui", required=True, type=Path, help="ComfyUI folder (holds main.py)")
     parser.add_argument("--out", required=True, type=Path, help="folder to write the .safetensors into")
+    parser.add_argument("--only", action="append", choices=sorted(VAES), help="write only this file (repeatable)")
     args = parser.parse_args()
 
     sys.path.insert(0, str(args.comfyui.resolve()))
@@ -75,6 +76,8 @@ def main():
     args.out.mkdir(parents=True, exist_ok=True)
     generator = torch.Generator().manual_seed(SEED)
     for file_name, (module_name, kwargs) in VAES.items():
+        if args.only and file_name not in args.only:
+            continue
         model_class = importlib.import_module(module_name).WanVAE
         state_dict = random_state_dict(model_class, kwargs, generator)
         # Write beside the target, then rename: a killed run never leaves a half file behind.
