@@ -56,6 +56,16 @@ def rows_from_report(report: dict, *, host: str, commit: str, command: str, run:
     return rows
 
 
+def rows_from_server_report(report: dict, *, commit: str, command: str) -> list[dict]:
+    """One row per VAE and graph of the GPU server test (tests/host/test_gpu_server.py writes the report): seconds
+    from the server's own execution timestamps, the best of the timed rounds."""
+    key = {"date": report["date"], "card": report["card"], "driver": report["driver"], "torch": report["torch"],
+           "host": f"ComfyUI {report['host_release']}", "commit": commit, "command": command,
+           "run": "GPU server test", "benchmark": "gpu_server"}
+    return [{**key, "case": SERVER_CASES[family], "path": graph, "server_seconds": min(times), "rounds": times}
+            for name, times in report["seconds"].items() for family, graph in [name.split("/")]]
+
+
 def append(rows: Iterable[dict], path: Path = RESULTS) -> None:
     with open(path, "a", encoding="utf-8") as out:
         for row in rows:
@@ -73,6 +83,12 @@ README_CASES = [("wan21_720p_161", "Wan 2.1, 1280×720×161"), ("wan21_720p_1001
                 ("wan22_704p_121", "Wan 2.2, 1280×704×121"), ("wan21_480p_81", "Wan 2.1, 832×480×81")]
 README_PATHS = [("stock-like", "stock ComfyUI (VAE Decode → Save Video)"), ("streaming exact", "StreamVAE exact"),
                 ("streaming fast", "StreamVAE fast"), ("fastvae (decode only)", "fastvae, decode only (no file)")]
+
+
+SERVER_CASES = {"wan21": "wan21_720p_161", "wan22": "wan22_704p_121"}
+SERVER_GRAPHS = [("stock", "stock VAE Decode → Create Video → Save Video"),
+                 ("exact", "VAE Decode (Streaming, exact) → Save Video (Streaming)"),
+                 ("fast", "VAE Decode (Streaming, fast) → Save Video (Streaming)")]
 
 
 def latest(rows: list[dict], *, command_contains: str = "--suite full") -> dict[tuple[str, str], dict]:
@@ -102,4 +118,26 @@ def readme_table(rows: list[dict]) -> str:
             lines.append(f"| {case_label} | {path_label} | {seconds} | {ratio} | {row['peak_vram_bytes'] / 2**30:.2f} "
                          f"| {host_ram} | {row['date']}, {row['commit']} |")
             case_label = ""
+    return "\n".join(lines)
+
+
+def server_table(rows: list[dict]) -> str:
+    """The README's "Inside ComfyUI" table: per host release, case and graph, the latest GPU server test rows."""
+    found = {}
+    for row in rows:
+        if row.get("benchmark") == "gpu_server":
+            found[(row["host"], row["case"], row["path"])] = row
+    hosts = sorted({host for host, _, _ in found}, key=lambda host: [int(part) for part in host.split()[-1].split(".")])
+    lines = ["| host | case | graph | seconds | vs stock | run |", "|---|---|---|---:|---:|---|"]
+    labels = dict(README_CASES)
+    for host in hosts:
+        for case in SERVER_CASES.values():
+            stock = found.get((host, case, "stock"))
+            for graph, graph_label in SERVER_GRAPHS:
+                row = found.get((host, case, graph))
+                if row is None:
+                    continue
+                ratio = f"{stock['server_seconds'] / row['server_seconds']:.2f}×" if stock else "—"
+                lines.append(f"| {host} | {labels[case]} | {graph_label} | {row['server_seconds']:.2f} | {ratio} | "
+                             f"{row['date'][:10]}, {row['commit']} |")
     return "\n".join(lines)

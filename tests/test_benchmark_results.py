@@ -3,7 +3,7 @@ report becomes rows keyed by card, torch, host release and commit."""
 
 from pathlib import Path
 
-from benchmarks.results import read, readme_table, rows_from_report
+from benchmarks.results import read, readme_table, rows_from_report, server_table
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 KEY = ("date", "card", "driver", "torch", "host", "commit", "command", "run")
@@ -36,3 +36,10 @@ def test_a_bench_report_becomes_one_row_per_path():
     assert {name: rows[0][name] for name in ("card", "host", "commit")} == {
         "card": "test card", "host": "ComfyUI 0.3.64", "commit": "abc1234"}
     assert "path" not in {key for key, value in rows[0].items() if value == "/tmp/x"}  # no temp paths kept
+
+
+def test_readme_server_table_is_the_latest_gpu_server_rows():
+    table = server_table(read())
+    assert "| ComfyUI 0.33.0 |" in table
+    assert table in (REPO_ROOT / "README.md").read_text(), (
+        "README.md's inside-ComfyUI table differs from benchmarks/results.jsonl; paste this in:\n" + table)
