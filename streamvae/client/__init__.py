@@ -4,8 +4,8 @@
     result = ComfyClient("http://127.0.0.1:8188").run(workflow, Overrides(prompt="a red fox", seed=7), out_dir="out")
     result.ok, result.files, result.error
 
-The client needs no torch and no ComfyUI (the streamvae package's own __init__ still imports the engine, so
-installing the package brings torch). One job a module:
+The client imports and runs without torch or ComfyUI (the package loads the engine only when an engine name is
+used; tests/test_client_imports.py checks it). One job a module:
 
     formats.py           the two workflow formats told apart; how values and node ids read in an API prompt
     ui_workflow.py       a UI-format workflow -> the API prompt the page's Queue button would send

@@ -35,7 +35,7 @@ from support import comfy_server as host
 from support.comfy_server import WAN21_VAE, WAN22_VAE
 from support.host_client import HostClient
 from support.process_checks import snapshot
-from support.videos import partial_files, read_video
+from support.videos import partial_files, psnr, read_video
 
 ON_GPU = torch.cuda.is_available()
 # family -> (VAE file, latent shape [B, C, T, H, W]); the full sizes are the benchmark cases of docs/benchmarks.md.
@@ -168,11 +168,6 @@ def execution_seconds(run) -> float:
     return (stamps["execution_success"] - stamps["execution_start"]) / 1000.0
 
 
-def psnr_db(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return float("inf") if mse == 0 else 10 * np.log10(255.0 ** 2 / mse)
-
-
 # --------------------------------------------------------------------------- tests
 
 @pytest.mark.parametrize("family", list(CASES))
@@ -185,7 +180,7 @@ def test_pixels_match_stock_vae_decode(client, server, family):
         differing = int(np.count_nonzero(ours != stock))
         assert differing == 0, f"{graph}: {differing} of {stock.size} bytes differ from stock VAE Decode"
     fast = saved_images(run_ok(client, pixels_prompt(server, family, "fast")), output)
-    assert psnr_db(fast, stock) >= FAST_MIN_PSNR_DB
+    assert psnr(fast, stock) >= FAST_MIN_PSNR_DB
 
 
 @pytest.mark.cuda
