@@ -59,7 +59,7 @@ class ComfyClient:
         self.url = url.rstrip("/")
         self.headers = dict(headers or {})
         self.timeout = timeout
-        self.client_id = uuid.uuid4().hex
+        self.client_id = str(uuid.uuid4())
         self._object_info: Optional[dict] = None
         self._ws = None
 
@@ -103,8 +103,11 @@ class ComfyClient:
                             "({id: {class_type, inputs}}): is this a ComfyUI workflow file?")
 
     def submit(self, prompt: dict, extra_data: Optional[dict] = None) -> str:
-        """POST /prompt; the prompt_id, or PromptRejected with the server's reasons."""
-        prompt_id = uuid.uuid4().hex
+        """POST /prompt; the prompt_id, or PromptRejected with the server's reasons.
+
+        The id is a canonical UUID string: newer servers refuse any other spelling (HTTP 400, "prompt_id must be a
+        valid UUID"), older ones take it as it is."""
+        prompt_id = str(uuid.uuid4())
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id, "extra_data": extra_data or {}}
         try:
             self._json("POST", "/prompt", body)

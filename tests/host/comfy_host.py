@@ -303,7 +303,7 @@ class ComfyClient:
 
     def queue(self, prompt: dict) -> str:
         """POST an API-format prompt; returns its prompt_id, or raises PromptRejected on HTTP 400."""
-        prompt_id = uuid.uuid4().hex
+        prompt_id = str(uuid.uuid4())  # newer servers refuse anything but a canonical UUID string
         try:
             answer = json.loads(self._request("POST", "/prompt",
                                               {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id}))
