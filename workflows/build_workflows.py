@@ -37,10 +37,24 @@ STREAMING_NOTE = (
     "On a 24 GB card use the official template's 640x640.")
 
 
-def template(name: str) -> dict:
-    import comfyui_workflow_templates  # noqa: PLC0415 - ships with ComfyUI's requirements
+def template_path(name: str) -> Path:
+    """Where the official template file `name` (e.g. video_wan2_2_5B_ti2v.json) is installed: in the
+    comfyui_workflow_templates package itself (up to 0.7.x), or in the bundle it names for it (0.11.x on)."""
+    import comfyui_workflow_templates as templates  # noqa: PLC0415 - ships with ComfyUI's requirements
 
-    return json.loads((Path(comfyui_workflow_templates.__file__).parent / "templates" / name).read_text())
+    inside = Path(templates.__file__).parent / "templates" / name
+    if inside.is_file():
+        return inside
+    if hasattr(templates, "get_asset_path"):
+        try:
+            return Path(templates.get_asset_path(name.removesuffix(".json"), name))
+        except (KeyError, FileNotFoundError):
+            pass
+    raise FileNotFoundError(f"the installed comfyui_workflow_templates has no {name}")
+
+
+def template(name: str) -> dict:
+    return json.loads(template_path(name).read_text())
 
 
 # --------------------------------------------------------------------------- graph edits (UI format)
