@@ -227,7 +227,8 @@ class _Scope:
 
         With `properties.proxyWidgets` ([[inner node id, widget name], ...], the newer frontends' promoted
         widgets), the instance's widgets_values follow that list; without it, the definition's inputs that feed a
-        widget, in order."""
+        widget, in order. An instance's value for an inner node's widget wins over the inner node's own, as
+        frontend 1.48 queues it (1.35 kept the inner node's)."""
         if self.instance is None:
             return {}
         values = self.instance.get("widgets_values")
@@ -237,7 +238,8 @@ class _Scope:
         if proxies is None:
             definition = self.definitions[self.instance["type"]]
             proxies = [(SUBGRAPH_INPUT_NODE_ID, name) for name in _widget_input_names(definition)]
-        return {proxy: value for proxy, value in zip(proxies, values)}
+        # null: a promoted widget that holds no value of its own (frontends before 1.48 save those as null)
+        return {proxy: value for proxy, value in zip(proxies, values) if value is not None}
 
     def resolve_output(self, node: dict, slot: int, want_type, seen):
         if node.get("mode") == MODE_BYPASSED:
