@@ -17,8 +17,9 @@ REPO = Path(__file__).resolve().parents[1]
 # Provided by the host, never by the pack's requirements: ComfyUI itself and the torch build it runs on.
 HOST_PROVIDED = {"torch", "comfy", "comfy_api", "comfy_extras", "comfy_execution", "folder_paths", "nodes",
                  "server", "execution", "node_helpers", "latent_preview"}
-# Optional paths that say so and carry on when the module is absent (benchmarks, fast kernels, diffusers VAEs).
-OPTIONAL = {"triton", "diffusers", "matplotlib", "skimage"}
+# Optional paths that say so and carry on when the module is absent (benchmarks and their competitors, fast
+# kernels, diffusers VAEs).
+OPTIONAL = {"triton", "diffusers", "matplotlib", "skimage", "fastvae"}
 
 
 def _name(requirement: str) -> str:

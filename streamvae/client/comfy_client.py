@@ -2,7 +2,7 @@
 a run starts); queue a workflow, follow it to the end, download what it saved.
 
     client = ComfyClient("http://127.0.0.1:8188")
-    result = client.run(json.load(open("workflows/wan22_14b_t2v.json")), Overrides(prompt="a red fox", seed=7),
+    result = client.run(json.load(open("example_workflows/wan22_14b_t2v.json")), Overrides(prompt="a red fox", seed=7),
                         out_dir="out")
     result.ok, result.files, result.error
 

@@ -48,6 +48,12 @@ def streaming_prompt(family: str, *, mode: str = "exact", latent: dict | None = 
     }
 
 
+def without_titles(prompt: dict) -> dict:
+    """An API prompt less `_meta`: the server ignores it, and the titles of untitled nodes are display names, which
+    change between releases (and the page translates)."""
+    return {node_id: {key: value for key, value in node.items() if key != "_meta"} for node_id, node in prompt.items()}
+
+
 def saved_files(run, output_dir: Path, node: str = "save") -> list[Path]:
     """The files a save node reported in /history, as paths in the server's output folder."""
     return [output_dir / item["subfolder"] / item["filename"] for item in run.outputs[node]["images"]]

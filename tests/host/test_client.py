@@ -25,7 +25,7 @@ from comfy_host import WAN21_VAE
 from nodes_graphs import FRAMES, HEIGHT, WIDTH, read_frames
 from streamvae.client import ComfyClient, Overrides, ui_to_api
 
-DECODE_ONLY = comfy_host.REPO_ROOT / "workflows" / "decode_only.json"
+DECODE_ONLY = comfy_host.REPO_ROOT / "example_workflows" / "decode_only.json"
 # ~2000 frames: long enough to be surely still decoding when a test stops it (seconds, even when the cores are
 # shared); a stop that works comes within a chunk, so only a failing run pays for the length.
 LONG_LATENT_FRAMES = 500

@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from comfy_host import REPO_ROOT
-from nodes_graphs import subgraph_workflow
+from nodes_graphs import subgraph_workflow, without_titles
 from streamvae.client import ComfyClient, ui_to_api
 
 sys.path.insert(0, str(REPO_ROOT / "workflows"))
@@ -126,7 +126,7 @@ def object_info(comfy_server):
 
 @pytest.mark.parametrize("name", NAMES)
 def test_page_loads_the_workflow_and_queues_our_api_twin(page, object_info, name):
-    workflow = json.loads((REPO_ROOT / "workflows" / f"{name}.json").read_text())
+    workflow = json.loads((REPO_ROOT / "example_workflows" / f"{name}.json").read_text())
     twin = json.loads((REPO_ROOT / "workflows" / "api" / f"{name}.json").read_text())
     # Titles aside (each frontend names an untitled node with its own display name), and for the page's own re-save
     # of the file too.
@@ -152,12 +152,6 @@ def template(name: str) -> dict:
         return json.loads(template_path(name).read_text())
     except FileNotFoundError as error:
         pytest.skip(f"{error} (this release's template package)")
-
-
-def without_titles(prompt: dict) -> dict:
-    """The prompt less `_meta`: the server ignores it, and the page titles an untitled node with its own translated
-    display name, which /object_info doesn't carry."""
-    return {node_id: {key: value for key, value in node.items() if key != "_meta"} for node_id, node in prompt.items()}
 
 
 def assert_converts_as_the_page_does(page, object_info, workflow: dict) -> dict:
