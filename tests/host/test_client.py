@@ -76,6 +76,7 @@ def test_python_api_runs_the_api_twin_and_reports_files(comfy_server, tmp_path):
                                 ("4", "filename_prefix", "client/api")])
     result = client.run(workflow, overrides, out_dir=tmp_path, on_event=events.append)
     assert result.ok and result.status == "success" and result.error is None
+    assert result.prompt_id == str(uuid.UUID(result.prompt_id))  # canonical: newer servers refuse anything else
     (video,) = result.files
     assert video.read_bytes() == (comfy_server.tree.output / "client" / video.name).read_bytes()
     assert read_frames(video)[0].shape == (FRAMES, HEIGHT, WIDTH, 3)
