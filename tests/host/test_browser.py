@@ -138,7 +138,7 @@ INNER_SAVE_STATS = """() => {
 
 def test_a_save_node_inside_a_subgraph_gets_its_stats(page):
     page.evaluate("(workflow) => window.comfyAPI.app.app.loadGraphData(workflow, true, true, 'subgraph.json')",
-                  subgraph_workflow(filename_prefix="browser/subgraph"))
+                  subgraph_workflow(instance_values=[SUBGRAPH_FRAMES], filename_prefix="browser/subgraph"))
     page.wait_for_function("() => (window.comfyAPI.app.app.rootGraph ?? window.comfyAPI.app.app.graph)"
                            ".getNodeById(10)?.subgraph", timeout=30_000)
     page.evaluate("() => window.comfyAPI.app.app.queuePrompt(0, 1)")
