@@ -10,6 +10,7 @@ from comfy_api.latest import InputImpl, io, ui
 
 from ..streamvae import CODECS, CONTAINERS, PRESETS, DecodeStats, EncodeSettings, StreamVAEError, write_video
 from ..streamvae.encoding import DEFAULT_CONTAINER, ENCODERS, OPTION_HELP, option_default, resolve
+from ..streamvae.file_style import host_file_style
 from .errors import user_facing_errors
 from .frame_stream import FrameStream, FrameStreamSocket, image_stream
 from .output_files import OutputFile, plan_output_files, prefix_problem
@@ -76,8 +77,11 @@ class SaveVideoStreaming(io.ComfyNode):
     def execute(cls, fps, filename_prefix, container, codec, crf, preset, pix_fmt, encoder, embed_workflow,
                 frames: Optional[FrameStream] = None, images=None, audio=None) -> io.NodeOutput:
         stream = _one_stream(frames, images)
-        settings = EncodeSettings(fps=fps, container=container, codec=codec, crf=crf, preset=preset, pix_fmt=pix_fmt,
-                                  encoder=encoder)
+        # The file laid out and colour-described as this ComfyUI's own Save Video does it: with stock's encoder
+        # settings and one encoder, exact mode writes the same bytes.
+        settings = EncodeSettings(fps=fps, container=container, codec=codec, crf=crf, preset=preset,
+                                  pix_fmt=pix_fmt, encoder=encoder,
+                                  style=host_file_style())
         resolve(settings)  # every bad combination fails here, before anything is decoded
         problem = prefix_problem(filename_prefix)  # also checked at validation, unless the prefix came by a link
         if problem:

@@ -9,7 +9,7 @@ from typing import Any, Callable, Iterator, Optional
 
 import torch
 
-from .convert import MODES, layout_for
+from .convert import MODES, RGB24, layout_for
 from .decoders import ChunkDecoder, decoder_for
 from .encoding import EncodeSettings, resolve
 from .errors import StreamVAEError
@@ -60,18 +60,21 @@ def write_video(source: FrameSource, path: os.PathLike | str, settings: EncodeSe
     resolved = resolve(settings, (source.width, source.height), source.total_frames)
     started = time.perf_counter() if started is None else started
     peak_vram = peak_vram_tracker(torch.device(source.device))
-    layout = layout_for(mode, resolved.pix_fmt)  # fast mode: yuv420p planes made on the device
+    layout = layout_for(mode, resolved.pix_fmt, settings.style.matrix)  # fast: yuv420p planes made on the device
     with PeakRSS() as rss, VideoWriter(path, settings, source.width, source.height, audio=audio,
                                        metadata=metadata, input_format=layout.pix_fmt,
                                        frames=source.total_frames, resolved=resolved) as writer:
         result = run_to_consumer(source, writer.write, mode=mode, slots=slots, progress=progress, cancel=cancel,
                                  preview_width=preview_width, layout=layout)
         final_path = writer.finish()
+    encoder = writer.resolved.encoder
+    if mode == "fast" and layout is RGB24 and resolved.pix_fmt == "yuv420p":  # said in the log by layout_for
+        encoder += f" (frames converted to yuv420p on the CPU: {settings.style.matrix})"
     return DecodeStats(
         frames=result.frames, width=source.width, height=source.height, fps=float(settings.fps),
         wall_seconds=time.perf_counter() - started, decode_seconds=result.decode_seconds,
         encode_seconds=writer.encode_seconds, peak_vram_bytes=peak_vram(), peak_host_rss_bytes=rss.peak,
-        decoder=source.name, encoder=writer.resolved.encoder, price_per_gpu_hour=price_per_gpu_hour,
+        decoder=source.name, encoder=encoder, price_per_gpu_hour=price_per_gpu_hour,
         path=str(final_path))
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Callable
 
@@ -9,6 +10,8 @@ import numpy as np
 import torch
 
 from .yuv import even_pad, rgb_to_yuv420p, yuv420p_preview, yuv420p_shape
+
+log = logging.getLogger("streamvae")
 
 MODES = ("exact", "fast")
 
@@ -60,11 +63,16 @@ YUV420P = FrameLayout("yuv420p", lambda height, width: yuv420p_shape(height + he
                       _to_yuv420p, yuv420p_preview)
 
 
-def layout_for(mode: str, pix_fmt: str) -> FrameLayout:
-    """yuv420p planes from the GPU in fast mode when the file is yuv420p; rgb24 otherwise.
+def layout_for(mode: str, pix_fmt: str, matrix: str = "BT.601") -> FrameLayout:
+    """yuv420p planes from the GPU in fast mode when the file is yuv420p converted with BT.601; rgb24 otherwise.
 
     Exact mode promises stock ComfyUI's bytes, and stock converts rgb24 -> yuv420p with swscale inside the
     encoder; our GPU conversion matches swscale's luma bit for bit but its chroma only within ±1 (see `yuv`), so
-    exact mode leaves that step to swscale. Other pixel formats (yuv444p, 10-bit, bgr0) also go through swscale.
+    exact mode leaves that step to swscale. Other pixel formats (yuv444p, 10-bit, bgr0) also go through swscale, and
+    so does another matrix (a host whose Save Video converts with BT.709): the device conversion is BT.601's.
     """
+    if mode == "fast" and pix_fmt == "yuv420p" and matrix != "BT.601":
+        log.warning("streamvae: fast mode converts to yuv420p on the GPU with BT.601 only; this file is %s, so the "
+                    "CPU converts the frames (slower encoding, same decode)", matrix)
+        return RGB24
     return YUV420P if mode == "fast" and pix_fmt == "yuv420p" else RGB24

@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Optional, Union
 
 from .errors import StreamVAEError
+from .file_style import FileStyle
 
 log = logging.getLogger("streamvae")
 
@@ -88,6 +89,7 @@ class EncodeSettings:
     encoder: str = "auto"
     threads: int = 0  # 0: let the encoder use every core
     parallel: int = 0  # encoders working on closed-GOP segments at once; 0: chosen from the CPU count
+    style: FileStyle = FileStyle()  # container flags and colour handling: the nodes pass their host's
 
     def __post_init__(self):
         object.__setattr__(self, "fps", parse_fps(self.fps))

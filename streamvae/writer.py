@@ -1,9 +1,10 @@
 """Encode frames into a video file with PyAV, atomically: a temporary name beside the target, renamed only when the
 file is complete, removed on any failure or cancel.
 
-Frames come as rgb24 (`[t, H, W, 3]`, converted by swscale inside the encoder, as stock ComfyUI does) or, in fast
-mode, as yuv420p planes made on the GPU (`[t, H*3/2, W]`, handed to the encoder as they are). One encoder, or,
-for libx264 on a CPU with cores to spare, several encoding closed-GOP segments in parallel (`segments`).
+Frames come as rgb24 (`[t, H, W, 3]`, converted by swscale, as stock ComfyUI does) or, in fast mode, as yuv420p
+planes made on the GPU (`[t, H*3/2, W]`, handed to the encoder as they are). One encoder, or, for libx264 on a CPU
+with cores to spare, several encoding closed-GOP segments in parallel (`segments`). The settings' FileStyle says
+how the file is laid out and colour-described beyond the encoder (MP4 movflags, conversion matrix, colour tags).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import numpy as np
 
 from .encoding import EncodeSettings, ResolvedEncoder, resolve
 from .errors import EncoderError, StreamVAEError
+from .file_style import MATRIX_CODE, ColourTags
 from .segments import SegmentEncoders
 
 log = logging.getLogger("streamvae")
@@ -90,8 +92,8 @@ class VideoWriter:
             raise _encoder_error(self.path, error) from error
 
     def _open(self, metadata: Optional[dict]) -> None:
-        av, resolved = self._av, self.resolved
-        options = {"movflags": "use_metadata_tags"} if resolved.muxer in ("mp4", "mov") else {}
+        av, resolved, style = self._av, self.resolved, self.settings.style
+        options = {"movflags": "+".join(style.movflags)} if resolved.muxer in ("mp4", "mov") and style.movflags else {}
         self.container = av.open(str(self.temp_path), mode="w", format=resolved.muxer, options=options)
         for key, value in (metadata or {}).items():  # the same encoding as ComfyUI's SaveVideo
             self.container.metadata[key] = value if isinstance(value, str) else json.dumps(value)
@@ -101,6 +103,12 @@ class VideoWriter:
         stream.time_base = 1 / self.settings.fps
         stream.codec_context.thread_count = resolved.threads
         stream.codec_context.options = dict(resolved.options)
+        # Colour conversion and tags apply to YUV files: an RGB one (ffv1 bgr0) keeps the decoder's bytes as they are.
+        is_yuv = resolved.pix_fmt.startswith("yuv")
+        self._convert_matrix = MATRIX_CODE.get(style.matrix) if is_yuv and self.input_format == "rgb24" else None
+        self._colour_tags = style.tags if is_yuv else None
+        if self._colour_tags is not None:
+            _set_colour_tags(stream.codec_context, self._colour_tags)
         self.stream = stream
         if resolved.segments > 1:
             # The container opens `stream`'s own encoder only to write the file header; the frames go to the
@@ -123,6 +131,8 @@ class VideoWriter:
         context.thread_count = resolved.threads
         context.flags |= self._av.codec.context.Flags.global_header  # headers apart, as the mp4 stream has them
         context.options = dict(resolved.options)
+        if self._colour_tags is not None:  # the same sequence headers as the file's stream
+            _set_colour_tags(context, self._colour_tags)
         context.open()
         return context
 
@@ -144,8 +154,7 @@ class VideoWriter:
         started = time.perf_counter()
         try:
             for image in frames:
-                # from_ndarray copies into the frame's own planes, so the caller's slot is free once we return
-                frame = self._av.VideoFrame.from_ndarray(image, format=self.input_format)
+                frame = self._prepared_frame(image)
                 if self._segments is not None:
                     self._mux(self._segments.encode(frame))
                 else:
@@ -156,6 +165,17 @@ class VideoWriter:
             raise _encoder_error(self.path, error) from error
         finally:
             self.encode_seconds += time.perf_counter() - started
+
+    def _prepared_frame(self, image: np.ndarray):
+        # from_ndarray copies into the frame's own planes, so the caller's slot is free once we return
+        frame = self._av.VideoFrame.from_ndarray(image, format=self.input_format)
+        if self._convert_matrix is not None:
+            # As ComfyUI's Save Video does where it converts with a named matrix; otherwise the encoder converts
+            # with swscale's default (BT.601), as older releases let it.
+            frame = frame.reformat(format=self.resolved.pix_fmt, dst_colorspace=self._convert_matrix)
+        if self._colour_tags is not None:
+            _set_colour_tags(frame, self._colour_tags)
+        return frame
 
     def _mux(self, packets: list) -> None:
         for packet in packets:
@@ -224,6 +244,14 @@ class VideoWriter:
     def __exit__(self, exc_type, exc, tb) -> None:
         if exc_type is not None:
             self.abort()
+
+
+def _set_colour_tags(target, tags: ColourTags) -> None:
+    """Describe the colours on a codec context or a frame (the encoder writes them into the stream's headers)."""
+    target.color_primaries = tags.primaries
+    target.color_trc = tags.transfer
+    target.colorspace = tags.matrix
+    target.color_range = tags.range
 
 
 def _checked_audio(audio: Optional[dict]) -> Optional[dict]:

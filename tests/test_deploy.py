@@ -17,7 +17,7 @@ import pytest
 
 REPO = Path(__file__).resolve().parents[1]
 SCRIPT = REPO / "deploy" / "g7e" / "setup.sh"
-COMFYUI_V0_3_64 = "a125cd84b054a57729b5eecab930ca9408719832"
+COMFYUI_V0_33_0 = "2f35f4a08176d993cded35dac3332be4f7287f41"  # the newest release the tests run against
 
 
 def models_tsv() -> list[list[str]]:
@@ -25,9 +25,9 @@ def models_tsv() -> list[list[str]]:
             if line and not line.startswith("#")]
 
 
-def dry_run(tmp_path: Path, *args: str) -> subprocess.CompletedProcess:
+def dry_run(tmp_path: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
     return subprocess.run(["bash", str(SCRIPT), "--dry-run", "--prefix", str(tmp_path / "comfy"), *args],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=60, env={**os.environ, **(env or {})})
 
 
 def test_dry_run_prints_every_step_in_order_and_changes_nothing(tmp_path):
@@ -37,9 +37,17 @@ def test_dry_run_prints_every_step_in_order_and_changes_nothing(tmp_path):
     assert [step.split(" ")[0] for step in steps] == [
         "NVIDIA", "System", "Python", "ComfyUI", "ComfyUI-StreamVAE", "Models", "systemd", "Waiting", "Use"]
     assert "+ nvidia-smi --query-gpu=" in done.stdout
-    assert f"+ git -C {tmp_path}/comfy/ComfyUI checkout -q {COMFYUI_V0_3_64}" in done.stdout
+    assert f"+ git -C {tmp_path}/comfy/ComfyUI checkout -q {COMFYUI_V0_33_0}" in done.stdout
     assert f"+ ln -sfn {REPO} {tmp_path}/comfy/ComfyUI/custom_nodes/ComfyUI-StreamVAE" in done.stdout
     assert not (tmp_path / "comfy").exists()
+
+
+def test_another_tested_release_is_one_variable_away(tmp_path):
+    v0_3_64 = "a125cd84b054a57729b5eecab930ca9408719832"
+    done = dry_run(tmp_path, "--only", "comfyui", env={"COMFYUI_COMMIT": v0_3_64})
+    assert done.returncode == 0, done.stderr
+    assert f"+ git -C {tmp_path}/comfy/ComfyUI checkout -q {v0_3_64}" in done.stdout
+    assert COMFYUI_V0_33_0 not in done.stdout
 
 
 def test_dry_run_downloads_and_checksums_every_listed_model(tmp_path):

@@ -3,7 +3,8 @@
 // The server sends `streamvae.progress` (throttled, with a small JPEG of the newest frame) and `streamvae.done`
 // (the final stats) for the node that is running. We draw them in a DOM widget on that node. The finished video
 // itself is shown by the frontend's own preview for `animated` outputs, so this file adds only what it lacks.
-// Every handler looks the node up by id and does nothing unless it is one of ours: harmless on other pages.
+// Every handler looks the node up by its execution id and does nothing unless it is one of ours: harmless on other
+// pages.
 
 import { app } from "../../scripts/app.js";
 import { api } from "../../scripts/api.js";
@@ -11,11 +12,32 @@ import { api } from "../../scripts/api.js";
 const SAVE_NODE = "StreamVAESaveVideo";
 const WIDGET_NAME = "streamvae_live";
 
-function ourNode(nodeId) {
-  if (nodeId == null || !app.graph) return null;
-  // API-format ids are strings; the graph's are numbers, except inside subgraphs ("12:4": the last part is ours).
-  const localId = String(nodeId).split(":").pop();
-  const node = app.graph.getNodeById(Number(localId)) ?? app.graph.getNodeById(localId);
+// The whole workflow: `app.rootGraph` on frontends with subgraphs (there `app.graph` may be the subgraph the user
+// has opened); older frontends have only `app.graph`.
+function rootGraph() {
+  return app.rootGraph ?? app.graph ?? null;
+}
+
+function nodeIn(graph, id) {
+  // The graph's ids are numbers; a node an extension made may carry a string id.
+  return graph?.getNodeById(Number(id)) ?? graph?.getNodeById(id) ?? null;
+}
+
+// The server names a node inside a subgraph by its path of ids, "12:4" (node 4 inside subgraph node 12), and a
+// root-graph node by its own id. Every id but the last is a subgraph node, whose `subgraph` holds the next one.
+function nodeByExecutionId(executionId) {
+  const path = String(executionId).split(":");
+  let graph = rootGraph();
+  for (const id of path.slice(0, -1)) {
+    graph = nodeIn(graph, id)?.subgraph;
+    if (!graph) return null;
+  }
+  return nodeIn(graph, path.at(-1));
+}
+
+function ourNode(executionId) {
+  if (executionId == null) return null;
+  const node = nodeByExecutionId(executionId);
   return node?.comfyClass === SAVE_NODE ? node : null;
 }
 

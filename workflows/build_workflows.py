@@ -6,25 +6,32 @@ Reads the templates from the `comfyui_workflow_templates` package (what ComfyUI'
 swaps VAE Decode -> Create Video -> Save Video for VAE Decode (Streaming) -> Save Video (Streaming), sets the sizes
 for a 96 GB card, and writes:
 
-    workflows/NAME.json       UI format: drag onto the page (ComfyUI also lists these under the pack's templates)
-    workflows/api/NAME.json   API format: the same graph as the page would queue it, converted by streamvae.client
-                              with the server's /object_info (the server must have this pack loaded)
-    workflows/models.tsv      every model file the workflows name: folder, file, source URL, which workflows
-    workflows/models.md       the same, for people
+    example_workflows/NAME.json  UI format: drag onto the page; ComfyUI lists this folder under the pack's templates
+                                 (the one folder of them: a second one would list every workflow twice)
+    workflows/api/NAME.json      API format: the same graph as the page would queue it, converted by streamvae.client
+                                 with the server's /object_info (the server must have this pack loaded)
+    workflows/models.tsv         every model file the workflows name: folder, file, source URL, which workflows
+    workflows/models.md          the same, for people
 
 Everything else in the templates (models, LoRA switch, samplers, notes, groups) stays as Comfy-Org made it.
+
+Which templates: the graphs every tested ComfyUI release (v0.3.64, v0.8.0, v0.33.0) loads. Up to
+comfyui-workflow-templates 0.7.x (ComfyUI v0.8.0's) the Wan 2.2 templates are one flat graph; 0.11.x (v0.33.0's)
+keeps the 5B one as it was but packs the 14B ones into a subgraph built on nodes older releases lack (Math
+Expression, v0.33.0+). The bundled 14B workflows keep the flat graph, the same computation, so that they load on
+all three: run this script in an environment with templates 0.7.x (it refuses a subgraph template, saying so).
 """
 
 from __future__ import annotations
 
 import argparse
-import copy
 import json
 import sys
 import uuid
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+EXAMPLES = HERE.parent / "example_workflows"  # where ComfyUI looks for a pack's workflow templates
 sys.path.insert(0, str(HERE.parent))
 from streamvae.client import ComfyClient, ui_to_api, widget_inputs  # noqa: E402
 
@@ -37,10 +44,34 @@ STREAMING_NOTE = (
     "On a 24 GB card use the official template's 640x640.")
 
 
-def template(name: str) -> dict:
-    import comfyui_workflow_templates  # noqa: PLC0415 - ships with ComfyUI's requirements
+def template_path(name: str) -> Path:
+    """Where the official template file `name` (e.g. video_wan2_2_5B_ti2v.json) is installed: in the
+    comfyui_workflow_templates package itself (up to 0.7.x), or in the bundle it names for it (0.11.x on)."""
+    import comfyui_workflow_templates as templates  # noqa: PLC0415 - ships with ComfyUI's requirements
 
-    return json.loads((Path(comfyui_workflow_templates.__file__).parent / "templates" / name).read_text())
+    inside = Path(templates.__file__).parent / "templates" / name
+    if inside.is_file():
+        return inside
+    if hasattr(templates, "get_asset_path"):
+        try:
+            return Path(templates.get_asset_path(name.removesuffix(".json"), name))
+        except (KeyError, FileNotFoundError):
+            pass
+    raise FileNotFoundError(f"the installed comfyui_workflow_templates has no {name}")
+
+
+def template(name: str) -> dict:
+    return json.loads(template_path(name).read_text())
+
+
+def flat_template(name: str) -> dict:
+    """A template whose graph every tested release loads: one flat graph, no subgraphs."""
+    workflow = template(name)
+    if (workflow.get("definitions") or {}).get("subgraphs"):
+        raise SystemExit(f"{template_path(name)} packs its graph into a subgraph (comfyui-workflow-templates 0.11 and "
+                         "later), built on nodes ComfyUI before v0.33.0 lacks; the bundled workflows keep the flat "
+                         "graph. Run this script in ComfyUI v0.8.0's environment (templates 0.7.x).")
+    return workflow
 
 
 # --------------------------------------------------------------------------- graph edits (UI format)
@@ -167,7 +198,7 @@ def finish(workflow: dict, name: str) -> dict:
 
 
 def wan22_14b_t2v() -> dict:
-    editor = Editor(copy.deepcopy(template("video_wan2_2_14B_t2v.json")))
+    editor = Editor(flat_template("video_wan2_2_14B_t2v.json"))
     stream_the_decodes(editor, "video/Wan2.2_14B_t2v")
     set_widgets(editor, "EmptyHunyuanLatentVideo", [1280, 720, 81, 1])
     add_note(editor, STREAMING_NOTE.format(size="1280x720, 81 frames, 16 fps"), [-480, -520])
@@ -175,7 +206,7 @@ def wan22_14b_t2v() -> dict:
 
 
 def wan22_14b_i2v() -> dict:
-    editor = Editor(copy.deepcopy(template("video_wan2_2_14B_i2v.json")))
+    editor = Editor(flat_template("video_wan2_2_14B_i2v.json"))
     stream_the_decodes(editor, "video/Wan2.2_14B_i2v")
     set_widgets(editor, "WanImageToVideo", [1280, 720, 81, 1])
     set_widgets(editor, "LoadImage", ["example.png"])  # ComfyUI ships input/example.png; the template's isn't
@@ -184,7 +215,7 @@ def wan22_14b_i2v() -> dict:
 
 
 def wan22_5b_ti2v() -> dict:
-    editor = Editor(copy.deepcopy(template("video_wan2_2_5B_ti2v.json")))
+    editor = Editor(flat_template("video_wan2_2_5B_ti2v.json"))
     stream_the_decodes(editor, "video/Wan2.2_5B_ti2v")
     set_widgets(editor, "Wan22ImageToVideoLatent", [1280, 704, 121, 1])
     add_note(editor, STREAMING_NOTE.format(size="1280x704, 121 frames, 24 fps"), [-500, -260])
@@ -215,7 +246,7 @@ def decode_only() -> dict:
         "**Decode only**: a latent saved by Save Latent (it writes output/latents/*.latent) decoded and encoded again, "
         "for re-encoding with other settings or for timing the decode alone.\n\n1. Copy the .latent file into "
         "ComfyUI's input folder (Load Latent lists that folder), or from a script: `python -m streamvae run "
-        "workflows/decode_only.json --set LoadLatent.latent=@clip.latent` uploads it.\n2. Pick the VAE that made "
+        "example_workflows/decode_only.json --set LoadLatent.latent=@clip.latent` uploads it.\n2. Pick the VAE that made "
         "it: wan_2.1_vae for Wan 2.1 and Wan 2.2 14B (16 fps), wan2.2_vae for Wan 2.2 5B (24 fps)."), [40, 320])
     return finish(workflow, "decode_only")
 
@@ -276,8 +307,9 @@ def main() -> int:
     object_info = ComfyClient(args.server).object_info()
     built = {name: order_our_widgets(build(), object_info) for name, build in WORKFLOWS.items()}
     (HERE / "api").mkdir(exist_ok=True)
+    EXAMPLES.mkdir(exist_ok=True)
     for name, workflow in built.items():
-        (HERE / f"{name}.json").write_text(json.dumps(workflow, indent=1, ensure_ascii=False) + "\n")
+        (EXAMPLES / f"{name}.json").write_text(json.dumps(workflow, indent=1, ensure_ascii=False) + "\n")
         prompt = ui_to_api(workflow, object_info)
         (HERE / "api" / f"{name}.json").write_text(json.dumps(prompt, indent=2, ensure_ascii=False) + "\n")
         print(f"{name}: {len(workflow['nodes'])} nodes in the page, {len(prompt)} queued")

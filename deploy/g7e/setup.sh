@@ -12,7 +12,9 @@
 set -euo pipefail
 
 COMFYUI_REPO="https://github.com/comfyanonymous/ComfyUI.git"
-COMFYUI_COMMIT="a125cd84b054a57729b5eecab930ca9408719832"  # v0.3.64, the version the pack is tested against
+# The newest ComfyUI release the pack is tested against (v0.33.0); COMFYUI_COMMIT=<sha> picks another tested one
+# (v0.3.64: a125cd84b054a57729b5eecab930ca9408719832).
+COMFYUI_COMMIT="${COMFYUI_COMMIT:-2f35f4a08176d993cded35dac3332be4f7287f41}"
 TORCH_INDEX="https://download.pytorch.org/whl/cu128"        # Blackwell (sm_120) needs CUDA 12.8+ wheels
 PORT=8188
 HF_ENDPOINT="${HF_ENDPOINT:-https://huggingface.co}"      # a mirror, as huggingface_hub reads it
@@ -28,9 +30,10 @@ SERVICE_USER="${SUDO_USER:-$(id -un)}"
 usage() {
     sed -n '2,10p' "${BASH_SOURCE[0]}" | sed 's/^# \{0,1\}//'
     echo
-    echo "options: --dry-run  --prefix DIR (default ~/comfy)  --models all|NAME[,NAME] (workflows/*.json names)"
+    echo "options: --dry-run  --prefix DIR (default ~/comfy)  --models all|NAME[,NAME] (example_workflows/*.json names)"
     echo "         --port N (default 8188)  --user NAME (the service's user, default $SERVICE_USER)"
     echo "         --only STEP[,STEP] (of $STEPS)   HF_ENDPOINT=URL for a Hugging Face mirror"
+    echo "         COMFYUI_COMMIT=SHA for another tested ComfyUI release (default $COMFYUI_COMMIT, v0.33.0)"
 }
 
 while [[ $# -gt 0 ]]; do
@@ -107,7 +110,7 @@ make_venv() {
 }
 
 install_comfyui() {
-    step "ComfyUI at $COMFYUI_COMMIT (v0.3.64)"
+    step "ComfyUI at $COMFYUI_COMMIT"
     [[ -d $COMFYUI/.git ]] || run git clone -q "$COMFYUI_REPO" "$COMFYUI"
     run git -C "$COMFYUI" fetch -q origin "$COMFYUI_COMMIT"
     run git -C "$COMFYUI" checkout -q "$COMFYUI_COMMIT"
@@ -117,8 +120,8 @@ install_comfyui() {
 install_pack() {
     step "ComfyUI-StreamVAE from $PACK_DIR"
     run ln -sfn "$PACK_DIR" "$COMFYUI/custom_nodes/ComfyUI-StreamVAE"
-    # The pack's requirements never include torch: it uses ComfyUI's. websocket-client is for the headless client.
-    run "$PYTHON" -m pip install -q -r "$PACK_DIR/requirements.txt" websocket-client
+    # The pack's requirements never include torch: it uses ComfyUI's.
+    run "$PYTHON" -m pip install -q -r "$PACK_DIR/requirements.txt"
 }
 
 # The models the chosen workflows use, from workflows/models.tsv: "folder file url" lines.
@@ -185,7 +188,7 @@ download_models() {
         download_model "$folder" "$name" "$url"
         count=$((count + 1))
     done < <(chosen_models)
-    [[ $count -gt 0 ]] || die "no models listed for '$WORKFLOWS': use all or names of workflows/*.json."
+    [[ $count -gt 0 ]] || die "no models listed for '$WORKFLOWS': use all or names of example_workflows/*.json."
 }
 
 # --highvram keeps the models on the GPU between runs: both 14B fp8 experts (~14 GB each), umt5 and the VAE fit
@@ -245,9 +248,9 @@ ComfyUI listens on this instance's loopback only. From your machine, open a tunn
 
     ssh -i YOUR_KEY.pem -N -L $PORT:127.0.0.1:$PORT ubuntu@INSTANCE_PUBLIC_DNS
 
-then browse http://127.0.0.1:$PORT (drag in workflows/*.json), or queue headless:
+then browse http://127.0.0.1:$PORT (drag in example_workflows/*.json), or queue headless:
 
-    python -m streamvae run workflows/wan22_14b_t2v.json --server http://127.0.0.1:$PORT --prompt "..." --out out/
+    python -m streamvae run example_workflows/wan22_14b_t2v.json --server http://127.0.0.1:$PORT --prompt "..." --out out/
 
 Logs: journalctl -u comfyui -f
 EOF

@@ -2,7 +2,7 @@
 a run starts); queue a workflow, follow it to the end, download what it saved.
 
     client = ComfyClient("http://127.0.0.1:8188")
-    result = client.run(json.load(open("workflows/wan22_14b_t2v.json")), Overrides(prompt="a red fox", seed=7),
+    result = client.run(json.load(open("example_workflows/wan22_14b_t2v.json")), Overrides(prompt="a red fox", seed=7),
                         out_dir="out")
     result.ok, result.files, result.error
 
@@ -59,7 +59,7 @@ class ComfyClient:
         self.url = url.rstrip("/")
         self.headers = dict(headers or {})
         self.timeout = timeout
-        self.client_id = uuid.uuid4().hex
+        self.client_id = str(uuid.uuid4())
         self._object_info: Optional[dict] = None
         self._ws = None
 
@@ -103,8 +103,11 @@ class ComfyClient:
                             "({id: {class_type, inputs}}): is this a ComfyUI workflow file?")
 
     def submit(self, prompt: dict, extra_data: Optional[dict] = None) -> str:
-        """POST /prompt; the prompt_id, or PromptRejected with the server's reasons."""
-        prompt_id = str(uuid.uuid4())  # canonical form: newer servers refuse any other (HTTP 400)
+        """POST /prompt; the prompt_id, or PromptRejected with the server's reasons.
+
+        The id is a canonical UUID string: newer servers refuse any other spelling (HTTP 400, "prompt_id must be a
+        valid UUID"), older ones take it as it is."""
+        prompt_id = str(uuid.uuid4())
         body = {"prompt": prompt, "client_id": self.client_id, "prompt_id": prompt_id, "extra_data": extra_data or {}}
         try:
             self._json("POST", "/prompt", body)

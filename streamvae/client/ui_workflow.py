@@ -2,12 +2,15 @@
 
 The frontend's graphToPrompt does this when you press Queue, using each node's definition from /object_info to map
 its `widgets_values` to input names. Read here the way litegraph reads a graph: muted and bypassed nodes, reroutes,
-PrimitiveNodes and subgraphs (flattened into "instance:node" ids). Legacy group nodes are refused with the way out
+PrimitiveNodes, dynamic combos (a choice that adds its own widgets, sent as "combo.input"), autogrow sockets, and
+subgraphs (flattened into "instance:node" ids), with the values an instance gives the widgets it shows (its
+promoted widgets: `properties.proxyWidgets` in newer frontends). Legacy group nodes are refused with the way out
 (the page's Export (API)).
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from typing import Any, Optional
 
@@ -18,6 +21,10 @@ from .formats import api_value, id_sort_key, is_link, is_ui_format
 VIRTUAL_NODE_TYPES = {"Note", "MarkdownNote", "Reroute", "PrimitiveNode"}
 MODE_MUTED, MODE_BYPASSED = 2, 4  # litegraph's LGraphEventMode NEVER and BYPASS
 WIDGET_TYPES = {"INT", "FLOAT", "STRING", "BOOLEAN", "COMBO"}
+# A combo whose choice adds that option's own widgets right after it, named "<combo>.<input>" (nested ones
+# "<combo>.<input>.<input>"): newer Save Video's codec settings, for one. Autogrow inputs (COMFY_AUTOGROW_V3) are
+# sockets only ("values.a", ...), read like any other link.
+DYNAMIC_COMBO = "COMFY_DYNAMICCOMBO_V3"
 # `image_upload: true` and friends add an "upload" button whose value ("image", ...) is saved after the combo.
 UPLOAD_OPTIONS = ("image_upload", "video_upload", "audio_upload", "animated_image_upload")
 
@@ -28,28 +35,36 @@ class _Widget:
     has_seed_control: bool
     has_upload_button: bool
     default: Any  # what the page shows for a widget the file has no value for (a node that gained a widget)
+    options: Optional[dict] = None  # a dynamic combo's {choice: [the widgets it adds]}
+
+
+def _ordered_specs(inputs: dict, order: Optional[dict] = None) -> list[tuple[str, list]]:
+    """(name, spec) of a node definition's (or a dynamic combo option's) inputs: required, then optional."""
+    order = order or {group: list(inputs.get(group) or {}) for group in ("required", "optional")}
+    return [(name, inputs[group][name]) for group in ("required", "optional")
+            for name in order.get(group, []) if (inputs.get(group) or {}).get(name)]
 
 
 def widget_inputs(node_info: dict) -> list[_Widget]:
-    """The inputs of a node definition that the frontend shows as widgets, in widget order."""
-    order = node_info.get("input_order") or {group: list(specs) for group, specs in node_info.get("input", {}).items()}
-    widgets = []
-    for group in ("required", "optional"):
-        specs = node_info.get("input", {}).get(group, {})
-        for name in order.get(group, []):
-            widget = _widget(name, specs[name]) if specs.get(name) else None
-            if widget:
-                widgets.append(widget)
-    return widgets
+    """The inputs of a node definition that the frontend shows as widgets, in widget order (a dynamic combo's own
+    widgets come with its choice: see widget_values_by_name)."""
+    specs = _ordered_specs(node_info.get("input", {}), node_info.get("input_order"))
+    return [widget for widget in (_widget(name, spec) for name, spec in specs) if widget]
 
 
 def _widget(name: str, spec: list) -> Optional[_Widget]:
-    """A widget for an INT/FLOAT/STRING/BOOLEAN/COMBO input not forced to be a socket, else None. The frontend adds a
-    seed-control combo after INT widgets flagged `control_after_generate`, or, unflagged, named seed/noise_seed."""
+    """A widget for an INT/FLOAT/STRING/BOOLEAN/COMBO or dynamic combo input not forced to be a socket, else None.
+    The frontend adds a seed-control combo after INT widgets flagged `control_after_generate`, or, unflagged,
+    named seed/noise_seed."""
     kind = spec[0]
     options = spec[1] if len(spec) > 1 and isinstance(spec[1], dict) else {}
-    if not (isinstance(kind, list) or kind in WIDGET_TYPES) or options.get("forceInput"):
+    if not (isinstance(kind, list) or kind in WIDGET_TYPES or kind == DYNAMIC_COMBO) or options.get("forceInput"):
         return None
+    if kind == DYNAMIC_COMBO:
+        added = {option["key"]: [widget for widget in (_widget(f"{name}.{inner}", inner_spec) for inner, inner_spec
+                                                       in _ordered_specs(option.get("inputs") or {})) if widget]
+                 for option in options.get("options") or []}
+        return _Widget(name, False, False, options.get("default", next(iter(added), None)), added)
     control = options.get("control_after_generate")
     if control is None:
         control = kind == "INT" and name in ("seed", "noise_seed")
@@ -61,25 +76,27 @@ def _widget(name: str, spec: list) -> Optional[_Widget]:
 def widget_values_by_name(node: dict, node_info: dict) -> dict:
     """widgets_values (a list in widget order, or a dict keyed by name from some packs) as {input name: value}.
 
-    A widget the file has no value for (saved before the node gained it) gets its default, as on the page."""
+    A widget the file has no value for (saved before the node gained it) gets its default, as on the page. A
+    dynamic combo's value decides which widgets follow it, as the page inserts them when it sets the value."""
     values = node.get("widgets_values")
-    widgets = widget_inputs(node_info)
-    if isinstance(values, dict):
-        saved = {widget.name: values[widget.name] for widget in widgets if widget.name in values}
-    else:
-        saved = _positional_values(widgets, list(values or []))
-    return {widget.name: api_value(saved.get(widget.name, widget.default)) for widget in widgets
-            if widget.name in saved or widget.default is not None}
-
-
-def _positional_values(widgets: list[_Widget], values: list) -> dict:
+    by_name = values if isinstance(values, dict) else None
+    positional = [] if by_name is not None else list(values or [])
     named, index = {}, 0
-    for widget in widgets:
-        if index >= len(values):
-            break
-        named[widget.name] = values[index]
-        # The page assigns widgets_values by position, its extra widgets included, whatever the values are.
-        index += 1 + widget.has_seed_control + widget.has_upload_button
+    pending = widget_inputs(node_info)
+    while pending:
+        widget = pending.pop(0)
+        if by_name is not None:
+            saved, value = widget.name in by_name, by_name.get(widget.name)
+        else:
+            saved, value = index < len(positional), positional[index] if index < len(positional) else None
+            # The page assigns widgets_values by position, its extra widgets included, whatever the values are.
+            index += 1 + widget.has_seed_control + widget.has_upload_button
+        if not saved:
+            value = widget.default
+        if saved or widget.default is not None:
+            named[widget.name] = api_value(value)
+        if widget.options is not None:
+            pending[0:0] = widget.options.get(value, [])
     return named
 
 
@@ -92,6 +109,34 @@ def _types_match(a, b) -> bool:
 
 
 SUBGRAPH_INPUT_NODE, SUBGRAPH_OUTPUT_NODE = "-10", "-20"  # the ids of a subgraph's input and output nodes
+SUBGRAPH_INPUT_NODE_ID = "-1"  # how proxyWidgets names a widget of the subgraph's own input, not an inner node's
+
+
+def _proxy_widgets(instance: dict) -> Optional[list[tuple[str, str]]]:
+    """A subgraph instance's promoted widgets, `properties.proxyWidgets` (a list, or that list as a JSON string in
+    some frontend versions), as (inner node id, widget name); None when it has none."""
+    proxies = (instance.get("properties") or {}).get("proxyWidgets")
+    if isinstance(proxies, str):
+        try:
+            proxies = json.loads(proxies)
+        except json.JSONDecodeError:
+            raise WorkflowError(f"subgraph node {instance.get('id')}: properties.proxyWidgets is not JSON "
+                                f"({proxies[:80]!r}); re-save the workflow from the page.") from None
+    if not isinstance(proxies, list):
+        return None
+    return [(str(item[0]), str(item[1])) for item in proxies if isinstance(item, (list, tuple)) and len(item) >= 2]
+
+
+def _widget_input_names(definition: dict) -> list[str]:
+    """The names of a subgraph definition's inputs that feed an inner node's widget, in order: the widgets the
+    page shows on an instance without proxyWidgets."""
+    inner = {str(node["id"]): node for node in definition.get("nodes") or []}
+    feeds_widget = set()
+    for origin, slot, target, target_slot in _link_table(definition.get("links")).values():
+        sockets = (inner.get(target) or {}).get("inputs") or []
+        if origin == SUBGRAPH_INPUT_NODE and target_slot < len(sockets) and sockets[target_slot].get("widget"):
+            feeds_widget.add(slot)
+    return [item.get("name") for slot, item in enumerate(definition.get("inputs") or []) if slot in feeds_widget]
 
 
 def _link_table(links) -> dict:
@@ -124,11 +169,17 @@ class _Scope:
                       instance, self)
 
     def executable_nodes(self):
-        """(scope, node) for every node that reaches the server, subgraph instances expanded."""
+        """(scope, node) for every node that reaches the server, subgraph instances expanded.
+
+        Muted and bypassed nodes don't; nor do the inner nodes of a muted or bypassed subgraph instance in the root
+        graph. One nested inside a subgraph is expanded all the same, its inner nodes running in their own modes:
+        that is what the page queues (frontend 1.48)."""
         for node in self.nodes.values():
+            muted = node.get("mode", 0) in (MODE_MUTED, MODE_BYPASSED)
             if node["type"] in self.definitions:
-                yield from self.inside(node).executable_nodes()
-            elif node.get("mode", 0) not in (MODE_MUTED, MODE_BYPASSED) and node["type"] not in VIRTUAL_NODE_TYPES:
+                if not (muted and not self.path):
+                    yield from self.inside(node).executable_nodes()
+            elif not muted and node["type"] not in VIRTUAL_NODE_TYPES:
                 yield self, node
 
     def resolve_input(self, node: dict, slot: int, want_type=None, seen=None):
@@ -153,7 +204,8 @@ class _Scope:
         return self.resolve_output(self.nodes[origin_id], origin_slot, want_type or inputs[slot].get("type"), seen)
 
     def _from_instance_input(self, slot: int, seen):
-        """A link from the subgraph's input node: what feeds the instance's input outside, else its widget value.
+        """A link from the subgraph's input node: what feeds the instance's input outside, else the instance's value
+        for that input's widget, else None (the inner node keeps its own widget value).
 
         The definition's inputs are the truth (the page rebuilds an instance's sockets from them on load); the
         instance's saved sockets are matched to them by name."""
@@ -163,16 +215,31 @@ class _Scope:
         name = definition_inputs[slot].get("name")
         instance_inputs = self.instance.get("inputs") or []
         index = next((i for i, item in enumerate(instance_inputs) if item.get("name") == name), None)
-        if index is None:
-            return None
-        if instance_inputs[index].get("link") is not None:
+        if index is not None and instance_inputs[index].get("link") is not None:
             return self.parent.resolve_input(self.instance, index, None, seen)
-        if not instance_inputs[index].get("widget"):
-            return None
-        widget_inputs = [item for item in instance_inputs if item.get("widget")]
-        values = self.instance.get("widgets_values") or []
-        position = widget_inputs.index(instance_inputs[index])
-        return ("value", values[position]) if position < len(values) else None
+        promoted = self.promoted_values()
+        return ("value", promoted[(SUBGRAPH_INPUT_NODE_ID, name)]) if (SUBGRAPH_INPUT_NODE_ID, name) in promoted \
+            else None
+
+    def promoted_values(self) -> dict:
+        """The instance's own values for the widgets it shows: {(inner node id, widget name): value}, with the
+        subgraph input node's id for a widget the definition's own input makes.
+
+        With `properties.proxyWidgets` ([[inner node id, widget name], ...], the newer frontends' promoted
+        widgets), the instance's widgets_values follow that list; without it, the definition's inputs that feed a
+        widget, in order. An instance's value for an inner node's widget wins over the inner node's own, as
+        frontend 1.48 queues it (1.35 kept the inner node's)."""
+        if self.instance is None:
+            return {}
+        values = self.instance.get("widgets_values")
+        if not isinstance(values, list):
+            return {}
+        proxies = _proxy_widgets(self.instance)
+        if proxies is None:
+            definition = self.definitions[self.instance["type"]]
+            proxies = [(SUBGRAPH_INPUT_NODE_ID, name) for name in _widget_input_names(definition)]
+        # null: a promoted widget that holds no value of its own (frontends before 1.48 save those as null)
+        return {proxy: value for proxy, value in zip(proxies, values) if value is not None}
 
     def resolve_output(self, node: dict, slot: int, want_type, seen):
         if node.get("mode") == MODE_BYPASSED:
@@ -218,7 +285,8 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
 
     Notes and other frontend-only nodes are dropped; muted (mode 2) and bypassed (mode 4) nodes are left out, links
     through bypassed nodes and reroutes go to the node behind them, PrimitiveNode values become literal inputs,
-    subgraphs are flattened into "instance:node" ids, and inputs linked to a left-out node are removed.
+    subgraphs are flattened into "instance:node" ids (an instance's values for its widgets replacing the inner
+    nodes' own), and inputs linked to a left-out node are removed.
     """
     if not is_ui_format(workflow):
         raise WorkflowError("not a UI-format workflow (no 'nodes' and 'links'); API-format prompts need no conversion.")
@@ -235,6 +303,9 @@ def ui_to_api(workflow: dict, object_info: dict) -> dict:
     for scope, node in sorted(executable, key=lambda item: id_sort_key(item[0].execution_id(item[1]))):
         info = object_info[node["type"]]
         inputs = widget_values_by_name(node, info)
+        for (target, name), value in scope.promoted_values().items():  # the instance's values win
+            if target == str(node["id"]) and name in inputs:
+                inputs[name] = api_value(value)
         for slot, item in enumerate(node.get("inputs") or []):
             resolved = scope.resolve_input(node, slot)
             if resolved is None:

@@ -22,7 +22,8 @@ class GenericDecoder(ChunkDecoder):
         self.comfy = comfy
         # ComfyUI's VAE.decode already applies process_output: frames in [0, 1], channels last.
         self.unit_range = comfy
-        self.name = f"host {type(vae).__module__}.{type(vae).__name__}.decode (whole video, then streamed)"
+        model = type(vae.first_stage_model if comfy else vae).__name__  # ComfyUI's VAE: name the model inside
+        self.name = f"{model}: decoded whole, then streamed"
         self._cache_key = None
         self._decoded = None
 

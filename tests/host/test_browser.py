@@ -2,7 +2,7 @@
 
 Open the page the test server serves, load a graph with our nodes, queue it from the page, and watch the Save
 Video (Streaming) node: live stats and frames while it decodes, then the stats line stays and the finished video
-plays in the node. A screenshot is kept under test-artifacts/; with STREAMVAE_UPDATE_DOCS_SCREENSHOT=1 it also
+plays in the node. A Save Video (Streaming) inside a subgraph (execution id "10:8") gets its stats too. A screenshot is kept under test-artifacts/; with STREAMVAE_UPDATE_DOCS_SCREENSHOT=1 it also
 replaces docs/images/graph.png, the README's picture.
 """
 
@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 
 from support.comfy_server import REPO_ROOT, WAN21_VAE
+from support.graphs import FRAMES as SUBGRAPH_FRAMES, subgraph_workflow
+from test_workflows_frontend import STARTUP_WORKFLOW_OPEN
 
 CHROMIUM = Path(os.environ.get("STREAMVAE_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-background-networking",
@@ -78,6 +80,7 @@ def page(comfy_server):
             page.goto(comfy_server.url, wait_until="domcontentloaded")
             page.wait_for_function("() => window.comfyAPI?.app?.app?.graph && "
                                    "window.LiteGraph?.registered_node_types?.StreamVAESaveVideo", timeout=60_000)
+            page.wait_for_function(STARTUP_WORKFLOW_OPEN, timeout=60_000)
             page.page_errors = errors
             yield page
         finally:
@@ -122,3 +125,23 @@ def test_live_stats_then_the_video_plays_in_the_node(page, comfy_server):
     if os.environ.get("STREAMVAE_UPDATE_DOCS_SCREENSHOT") == "1":
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)
+
+
+# The Save Video (Streaming) node inside subgraph node 10, found as a user would open it.
+INNER_SAVE_STATS = """() => {
+  const app = window.comfyAPI.app.app;
+  const subgraph = (app.rootGraph ?? app.graph).getNodeById(10)?.subgraph;
+  const node = subgraph?.nodes.find((item) => item.comfyClass === 'StreamVAESaveVideo');
+  return node?.streamvaeLive?.stats.textContent ?? '';
+}"""
+
+
+def test_a_save_node_inside_a_subgraph_gets_its_stats(page):
+    page.evaluate("(workflow) => window.comfyAPI.app.app.loadGraphData(workflow, true, true, 'subgraph.json')",
+                  subgraph_workflow(instance_values=[SUBGRAPH_FRAMES], filename_prefix="browser/subgraph"))
+    page.wait_for_function("() => (window.comfyAPI.app.app.rootGraph ?? window.comfyAPI.app.app.graph)"
+                           ".getNodeById(10)?.subgraph", timeout=30_000)
+    page.evaluate("() => window.comfyAPI.app.app.queuePrompt(0, 1)")
+    page.wait_for_function(f"() => ({INNER_SAVE_STATS})().startsWith('Done:')", timeout=240_000)
+    assert f"{SUBGRAPH_FRAMES}/{SUBGRAPH_FRAMES} frames" in page.evaluate(INNER_SAVE_STATS)
+    assert not [error for error in page.page_errors if "streamvae" in error.lower()], page.page_errors

@@ -31,7 +31,7 @@ def test_progress_per_chunk_and_live_messages(comfy_client):
 
 
 def test_fast_mode_says_it_ran_our_decoder(comfy_client):
-    run = comfy_client.run(streaming_prompt("wan21", mode="fast", filename_prefix="progress/fast"), timeout=300)
+    run = comfy_client.run_prompt(streaming_prompt("wan21", mode="fast", filename_prefix="progress/fast"), timeout=300)
     assert run.status == "success", run.of_type("execution_error")
     (done,) = run.of_type("streamvae.done")
     assert done["decoder"] == done["files"][0]["decoder"] == "streamvae-wan2.1 fp32 (torch)"  # CPU: no Triton

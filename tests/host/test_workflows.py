@@ -8,21 +8,24 @@ models tree of a server of our own: the session's shared server keeps its tree a
 from __future__ import annotations
 
 import json
+import urllib.request
 
 import pytest
 from PIL import Image
 
 from support import comfy_server as host
+from support.graphs import without_titles
 from streamvae.client import ComfyClient, Overrides, PromptRejected, ui_to_api
 
-WORKFLOWS = host.REPO_ROOT / "workflows"
+WORKFLOWS = host.REPO_ROOT / "workflows"  # the builder, the API twins and the models list
+EXAMPLES = host.REPO_ROOT / "example_workflows"  # the UI files, which ComfyUI lists as the pack's templates
 NAMES = ["wan22_14b_t2v", "wan22_14b_i2v", "wan22_5b_ti2v", "decode_only"]
 WAN22_GRAPHS = ["wan22_14b_t2v", "wan22_14b_i2v", "wan22_5b_ti2v"]
 STANDIN_FOLDERS = ("diffusion_models", "text_encoders", "loras", "vae")
 
 
 def ui_workflow(name: str) -> dict:
-    return json.loads((WORKFLOWS / f"{name}.json").read_text())
+    return json.loads((EXAMPLES / f"{name}.json").read_text())
 
 
 def api_twin(name: str) -> dict:
@@ -58,14 +61,24 @@ def standin_client(standin_server):
 
 
 def test_every_workflow_has_both_formats():
-    ui_files = sorted(path.stem for path in WORKFLOWS.glob("*.json"))
+    ui_files = sorted(path.stem for path in EXAMPLES.glob("*.json"))
     api_files = sorted(path.stem for path in (WORKFLOWS / "api").glob("*.json"))
     assert ui_files == api_files == sorted(NAMES)
+    assert not list(WORKFLOWS.glob("*.json"))  # ComfyUI would list a second folder's files as templates too
+
+
+def test_the_page_lists_each_workflow_once_under_the_packs_templates(standin_server):
+    def get(path):
+        with urllib.request.urlopen(standin_server.url + path, timeout=30) as response:
+            return json.loads(response.read())
+
+    assert sorted(get("/workflow_templates")[host.PACK_NAME]) == sorted(NAMES)
+    assert get(f"/api/workflow_templates/{host.PACK_NAME}/decode_only.json") == ui_workflow("decode_only")
 
 
 @pytest.mark.parametrize("name", NAMES)
 def test_ui_file_converts_to_its_api_twin(standin_client, name):
-    assert ui_to_api(ui_workflow(name), standin_client.object_info()) == api_twin(name)
+    assert without_titles(ui_to_api(ui_workflow(name), standin_client.object_info())) == without_titles(api_twin(name))
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -85,7 +98,7 @@ def test_ui_file_loads_with_no_missing_nodes(standin_client, name):
 @pytest.mark.parametrize("name", WAN22_GRAPHS)
 def test_wan22_graph_passes_server_validation(standin_client, name):
     prompt = standin_client.validate(ui_workflow(name))
-    assert prompt == api_twin(name)
+    assert without_titles(prompt) == without_titles(api_twin(name))
     standin_client.validate(api_twin(name))  # the API file on its own, as a script would send it
 
 
