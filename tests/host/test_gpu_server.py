@@ -188,6 +188,7 @@ def test_pixels_match_stock_vae_decode(client, server, family):
 def test_streaming_graphs_are_faster_than_stock(client, server):
     graphs = ("stock", "exact", "fast")
     seconds = {(family, graph): [] for family in CASES for graph in graphs}
+    engine_stats = {}  # where a streaming graph's time went, as the save node reported it
     for round_index in range(TIMED_ROUNDS + 1):  # round 0 warms up: VAE load, cuDNN autotuning, Triton compiles
         for family in CASES:
             for graph in graphs:
@@ -195,7 +196,8 @@ def test_streaming_graphs_are_faster_than_stock(client, server):
                 check_video(run, server.tree.output, family)
                 if round_index:
                     seconds[family, graph].append(execution_seconds(run))
-    table = record(seconds, server)
+                    engine_stats.setdefault(f"{family}/{graph}", []).extend(done_stats(run))
+    table = record(seconds, server, engine_stats)
     print("\n" + table)
     for family in CASES:
         best = {graph: min(seconds[family, graph]) for graph in graphs}
@@ -210,13 +212,21 @@ def check_video(run, output: Path, family: str):
     assert frames.shape == (frame_count(family), shape[3] * scale, shape[4] * scale, 3)
 
 
-def record(seconds: dict, server) -> str:
+def done_stats(run) -> list[dict]:
+    """The engine's own account of a streaming run (decoder, decode and encode seconds, encoder, GPU busy), from the
+    save node's `streamvae.done` message; nothing for stock graphs."""
+    keep = ("decoder", "encoder", "wall_seconds", "decode_seconds", "encode_seconds", "gpu_busy", "peak_vram_bytes")
+    return [{key: item.get(key) for key in keep} for done in run.of_type("streamvae.done") for item in done["files"]]
+
+
+def record(seconds: dict, server, engine_stats: dict) -> str:
     """A markdown table of the timings, and the same as JSON in $STREAMVAE_RESULTS_DIR when that is set."""
     facts = {"card": torch.cuda.get_device_name(0), "torch": torch.__version__,
              "driver": _driver_version(), "host_release": comfyui_release(server.comfyui),
              "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()), "python": platform.python_version(),
              "rounds": TIMED_ROUNDS, "seconds": {f"{family}/{graph}": times
-                                                 for (family, graph), times in seconds.items()}}
+                                                 for (family, graph), times in seconds.items()},
+             "engine_stats": engine_stats}
     lines = [f"ComfyUI {facts['host_release']}, {facts['card']}, driver {facts['driver']}, torch {facts['torch']}, "
              f"{facts['date']}", "| VAE | stock s | exact s | fast s | exact × | fast × |", "|---|---:|---:|---:|---:|---:|"]
     for family in CASES:
