@@ -11,7 +11,7 @@ from streamvae.convert import RGB24, YUV420P, layout_for
 from streamvae.file_style import ColourTags, FileStyle, learn_file_style
 from streamvae.writer import VideoWriter
 
-from videos import smooth_frames
+from support.videos import smooth_frames
 
 BT709_SRGB = ColourTags(primaries=1, transfer=13, matrix=1, range=1)  # what the newest Save Video tags
 STYLES = {

@@ -16,9 +16,9 @@ import torch
 
 from streamvae import decode_to_video, decoder_for
 from streamvae.decoders import GenericDecoder, WanChunkDecoder
-from streamvae.synthetic import COMFY_WAN, fill_random_weights_
+from benchmarks.synthetic import COMFY_WAN, fill_random_weights_
 
-from videos import read_video
+from support.videos import read_video
 
 
 def comfy_vae_from(comfy, model: torch.nn.Module):

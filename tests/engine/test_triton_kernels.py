@@ -15,9 +15,11 @@ from streamvae.kernels.triton_support import HAVE_TRITON, INTERPRETED, triton_ta
 from support.videos import relative_error as _relative_error
 
 DEVICE = "cpu" if INTERPRETED else "cuda"
-pytestmark = pytest.mark.skipif(
+# Marked cuda so `-m cuda` selects it on a card; on the CPU, test_triton_interpreted.py runs it through Triton's
+# interpreter.
+pytestmark = [pytest.mark.cuda, pytest.mark.skipif(
     not HAVE_TRITON or not (INTERPRETED or torch.cuda.is_available()),
-    reason="needs Triton, and a CUDA GPU or TRITON_INTERPRET=1 (test_triton_interpreted.py runs it so)")
+    reason="needs Triton, and a CUDA GPU or TRITON_INTERPRET=1 (test_triton_interpreted.py runs it so)")]
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])

@@ -24,7 +24,7 @@ DECODE_ONLY = host.REPO_ROOT / "workflows" / "api" / "decode_only.json"
 SETUP_SCRIPT = host.REPO_ROOT / "deploy" / "g7e" / "setup.sh"
 # The farm is host-agnostic (it speaks to ComfyUI through the same client `run` uses, whose host tests run on every
 # release); its tests take minutes, so they run once per suite, on the release the cluster recipe deploys.
-FARM_HOST = re.search(r"^COMFYUI_COMMIT=.*# (v[\d.]+)", SETUP_SCRIPT.read_text(), re.M).group(1).lstrip("v")
+FARM_HOST = re.search(r"tested against \((v[\d.]+)\)", SETUP_SCRIPT.read_text()).group(1).lstrip("v")
 ALL_HOSTS_ENV = "STREAMVAE_FARM_ALL_HOSTS"
 COMFYUI = find_comfyui()
 
