@@ -16,7 +16,7 @@ import time
 import urllib.error
 import urllib.request
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..files import comfyui_candidates, find_comfyui
 
@@ -36,6 +36,22 @@ def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return probe.getsockname()[1]
+
+
+def wait_until_serving(process: subprocess.Popen, url: str, timeout: float, log_tail: Callable[[], str]) -> None:
+    """Poll GET /system_stats until ComfyUI answers; a clear error, with the log's tail, if it exits first or the
+    time runs out."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"ComfyUI exited with {process.returncode} before serving {url}.\n{log_tail()}")
+        try:
+            with urllib.request.urlopen(url + "/system_stats", timeout=2) as response:
+                if response.status == 200:
+                    return
+        except (urllib.error.URLError, ConnectionError, TimeoutError):
+            time.sleep(0.25)
+    raise RuntimeError(f"ComfyUI did not answer {url}/system_stats within {timeout:.0f} s.\n{log_tail()}")
 
 
 class ComfyProcess:
@@ -77,18 +93,7 @@ class ComfyProcess:
             raise
 
     def _wait_until_serving(self, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI ({self.comfyui}) exited with {self.process.returncode} while starting."
-                                   f"\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/system_stats", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.25)
-        raise RuntimeError(f"ComfyUI did not answer on {self.url} within {timeout:.0f} s.\n{self.log_tail()}")
+        wait_until_serving(self.process, self.url, timeout, self.log_tail)
 
     def alive(self) -> bool:
         return self.process is not None and self.process.poll() is None

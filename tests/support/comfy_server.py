@@ -12,15 +12,12 @@ import json
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from streamvae.farm.comfy_process import free_port, wait_until_serving
 from streamvae.files import comfyui_candidates
 
 HERE = Path(__file__).resolve().parent
@@ -129,12 +126,6 @@ def frontend_args(tree: HostTree) -> tuple[str, ...]:
 
 # --------------------------------------------------------------------------- the server
 
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
-
-
 class ComfyServer:
     """A `python main.py` subprocess on a free loopback port (`--cpu` unless gpu=True), its output in a log file."""
 
@@ -183,17 +174,7 @@ class ComfyServer:
         return self
 
     def _wait_until_serving(self, timeout: float):
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise RuntimeError(f"ComfyUI exited with {self.process.returncode} before serving.\n{self.log_tail()}")
-            try:
-                with urllib.request.urlopen(self.url + "/system_stats", timeout=2) as response:
-                    if response.status == 200:
-                        return
-            except (urllib.error.URLError, ConnectionError, TimeoutError):
-                time.sleep(0.25)
-        raise RuntimeError(f"ComfyUI did not answer {self.url}/system_stats within {timeout:.0f} s.\n{self.log_tail()}")
+        wait_until_serving(self.process, self.url, timeout, self.log_tail)
 
     def stop(self, timeout: float = 15):
         """Ctrl-C first (ComfyUI shuts down cleanly on KeyboardInterrupt), then kill."""
