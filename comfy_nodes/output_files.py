@@ -82,8 +82,12 @@ def plan_output_files(prefix: str, extension: str, count: int, width: int, heigh
     try:
         folder, filename, counter, subfolder, _ = folder_paths.get_save_image_path(prefix, output_dir, width, height)
     except Exception as error:  # noqa: BLE001 - folder_paths raises a bare Exception for an escaping prefix
-        raise StreamVAEError(f"filename_prefix {prefix!r} cannot be used: it must stay inside ComfyUI's output "
-                             f"folder ({error.__class__.__name__})") from error
+        # Newer releases resolve symbolic links in this check too, so a link leading out is refused here, before
+        # link_problem below could name it.
+        raise StreamVAEError(f"filename_prefix {prefix!r} leads out of ComfyUI's output folder ({output_dir}), "
+                             "through '..' or a symbolic link once ComfyUI filled in its %…% fields; give a path "
+                             "inside it, such as video/StreamVAE, or start ComfyUI with --output-directory where "
+                             "the files should go") from error
     problem = link_problem(prefix, folder)  # the folder as ComfyUI named it, %width% and the like filled in
     if problem:
         raise StreamVAEError(problem)

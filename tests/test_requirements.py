@@ -36,10 +36,18 @@ def pyproject_dependencies() -> set[str]:
     return {_name(item) for item in project["dependencies"]}
 
 
-def imported_modules(folder: Path) -> set[str]:
-    """Top-level names of every absolute import in folder's Python files, function-level imports included."""
+def farm_extra() -> set[str]:
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    return {_name(item) for item in project["optional-dependencies"]["farm"]}
+
+
+def imported_modules(folder: Path, leave_out: Path | None = None) -> set[str]:
+    """Top-level names of every absolute import in folder's Python files (those under leave_out aside),
+    function-level imports included."""
     names = set()
     for path in folder.rglob("*.py"):
+        if leave_out is not None and leave_out in path.parents:
+            continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.Import):
                 names |= {alias.name.split(".")[0] for alias in node.names}
@@ -63,7 +71,9 @@ def distribution(module: str) -> str:
 
 @pytest.mark.parametrize("folder", ["streamvae", "streamvae/client", "comfy_nodes"])
 def test_every_imported_package_is_a_requirement(folder):
-    needed = {distribution(module) for module in third_party(imported_modules(REPO / folder))}
+    # The farm's packages come with its own extra (test below): the nodes and the engine never import it.
+    needed = {distribution(module)
+              for module in third_party(imported_modules(REPO / folder, leave_out=REPO / "streamvae" / "farm"))}
     assert needed, "found no imports at all: the scan is broken"
     assert needed <= requirements_txt(), f"missing from requirements.txt: {sorted(needed - requirements_txt())}"
     assert needed <= pyproject_dependencies(), \
@@ -73,3 +83,10 @@ def test_every_imported_package_is_a_requirement(folder):
 def test_the_headless_client_follows_runs_over_websocket_client():
     assert "websocket" in imported_modules(REPO / "streamvae" / "client")
     assert "websocket-client" in requirements_txt() and "websocket-client" in pyproject_dependencies()
+
+
+def test_the_farm_needs_only_the_requirements_and_its_extra():
+    needed = {distribution(module) for module in third_party(imported_modules(REPO / "streamvae" / "farm"))}
+    assert "ray" in needed
+    assert needed <= requirements_txt() | farm_extra(), \
+        f"missing from the farm extra: {sorted(needed - requirements_txt() - farm_extra())}"

@@ -1,10 +1,10 @@
 """The render farm: a workflow run once per line of a job file, across Ray workers that each own a ComfyUI.
 
-    python -m streamvae farm jobs.jsonl --workflow workflows/wan22_14b_t2v.json --out s3://bucket/videos \\
+    python -m streamvae farm jobs.jsonl --workflow example_workflows/wan22_14b_t2v.json --out s3://bucket/videos \\
         --manifest farm.jsonl --address auto
 
     from streamvae.farm import run_farm
-    report = run_farm("jobs.jsonl", "workflows/decode_only.json", "out/", skip_bad_lines=True)
+    report = run_farm("jobs.jsonl", "example_workflows/decode_only.json", "out/", skip_bad_lines=True)
     print(report.table())
 
 Ray, fsspec and s3fs come with the farm extra (pip install "comfyui-streamvae[farm]"); nothing else in the pack

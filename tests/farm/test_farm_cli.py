@@ -21,7 +21,7 @@ from streamvae.farm.destination import PARTIAL_FOLDER, RECEIPTS_FOLDER
 from support.comfy_server import REPO_ROOT
 from support.farm_jobs import assert_every_output_once, comfyui_args, job_sets
 
-DECODE_ONLY_UI = REPO_ROOT / "workflows" / "decode_only.json"  # converted on the workers
+DECODE_ONLY_UI = REPO_ROOT / "example_workflows" / "decode_only.json"  # converted on the workers
 
 
 GOOD_JOBS = 6

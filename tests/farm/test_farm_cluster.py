@@ -34,6 +34,9 @@ def farm(ray_cluster, farm_host, farm_tree):
     options = FarmOptions(workers=2, cpus_per_worker=1, comfyui=str(farm_host), comfyui_args=comfyui_args(farm_tree),
                           startup_timeout=300)
     with Farm(options) as running:
+        # Both ComfyUIs serving before the first job: on a loaded machine one can start so much later than the other
+        # that the first would take every job.
+        running.wait_ready(timeout=300)
         yield running
 
 

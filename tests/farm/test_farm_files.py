@@ -166,7 +166,7 @@ def test_farm_without_ray_says_what_to_install(tmp_path):
     jobs = job_file(tmp_path, json.dumps({"id": "a"}))
     done = python("import sys; sys.modules['ray'] = None\n"  # as if not installed
                   "from streamvae.cli import main\n"
-                  f"sys.exit(main(['farm', {str(jobs)!r}, '--workflow', 'workflows/decode_only.json', "
+                  f"sys.exit(main(['farm', {str(jobs)!r}, '--workflow', 'example_workflows/decode_only.json', "
                   f"'--out', {str(tmp_path / 'out')!r}]))")
     assert done.returncode == 2
     assert "the render farm (python -m streamvae farm) needs the Python package 'ray'" in done.stderr

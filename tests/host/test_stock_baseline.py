@@ -41,7 +41,9 @@ def count_size_and_rate(path):
 def test_stock_nodes_offer_what_the_baseline_uses(comfy_client):
     save_video = comfy_client.object_info("SaveVideo")["input"]["required"]
     assert "mp4" in save_video["format"][1]["options"]
-    assert "h264" in save_video["codec"][1]["options"]
+    # A plain combo on older releases, a dynamic combo (options as {"key": ..., "inputs": ...}) from v0.33.0 on.
+    codecs = [option["key"] if isinstance(option, dict) else option for option in save_video["codec"][1]["options"]]
+    assert "h264" in codecs
     vae_names = comfy_client.object_info("VAELoader")["input"]["required"]["vae_name"][0]
     assert {WAN21_VAE, WAN22_VAE} <= set(vae_names)
 
