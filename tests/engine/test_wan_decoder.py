@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from streamvae import decoder_for, iter_frames
+from streamvae import decoder_for
 from streamvae.decoders import FastWanChunkDecoder, HostWanChunkDecoder
 from streamvae.wan_decoder import FEATURES, UnsupportedVAE, cached_decoder, decoder_weights, load_wan_decoder
 from streamvae.wan_decoder.features import DISABLE_ENV, enabled_features
