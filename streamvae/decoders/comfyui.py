@@ -53,10 +53,14 @@ def comfy_chunk_decoder(vae: Any, latent: torch.Tensor) -> Optional[HostWanChunk
 def load_comfy_vae(vae: Any, latent: torch.Tensor) -> None:
     """Ask ComfyUI's model management to put the VAE on its device, freeing other models as it would.
 
-    Must run on the executing thread: load_models_gpu edits global lists that are not thread-safe.
+    Must run on the executing thread: load_models_gpu edits global lists that are not thread-safe. Runs under
+    inference mode, as ComfyUI's executor runs every node: weights loaded there are inference tensors, and moving
+    them to the GPU outside it (a script calling the engine) left parameters that no later op accepted on
+    ComfyUI 0.33 ("Inference tensors do not track version counter").
     """
     from comfy import model_management  # noqa: PLC0415 - ComfyUI is optional for the engine
 
     vae.throw_exception_if_invalid()
     memory = vae.memory_used_decode(latent.shape, vae.vae_dtype)
-    model_management.load_models_gpu([vae.patcher], memory_required=memory, force_full_load=vae.disable_offload)
+    with torch.inference_mode():
+        model_management.load_models_gpu([vae.patcher], memory_required=memory, force_full_load=vae.disable_offload)

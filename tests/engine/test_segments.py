@@ -1,6 +1,8 @@
 """Parallel closed-GOP segments joined into one file: same frames as one encoder, continuous timestamps, and
 nothing left behind (file or thread) when a segment encoder fails or the write is abandoned."""
 
+import os
+import sys
 import threading
 
 import av
@@ -9,7 +11,7 @@ import torch
 
 from streamvae import EncodeSettings, EncoderError, StreamVAEError
 from streamvae.encoding import plan_parallel, resolve
-from streamvae.segments import SHORTEST_TAIL_SEGMENT, SegmentEncoders, segment_lengths
+from streamvae.segments import ENCODER_NICENESS, SHORTEST_TAIL_SEGMENT, SegmentEncoders, segment_lengths
 from streamvae.writer import VideoWriter
 
 from support.videos import psnr, read_video, smooth_frames
@@ -137,6 +139,53 @@ def test_packets_come_back_in_segment_order_whatever_order_segments_finish():
         out += encoders.encode(type("Frame", (), {"segment": index // 2})())
     out += encoders.flush()
     assert [(packet.segment, packet.pts) for packet in out] == [(0, 0), (1, 2), (2, 4)]
+
+
+def test_a_segment_goes_to_a_free_encoder_not_behind_a_busy_one():
+    """Segment 0 takes until segment 2 is encoded: with two encoders, segment 2 must go to the one that is free
+    (round-robin would queue it behind segment 0, and the producer would wait on a busy encoder)."""
+    segment_2_done = threading.Event()
+
+    class Encoder:
+        extradata = b"headers"
+        segment = None
+
+        def encode(self, frame):
+            if frame is not None:
+                self.segment = frame.segment
+                return []
+            if self.segment == 0:
+                segment_2_done.wait(5)
+            if self.segment == 2:
+                segment_2_done.set()
+            return [type("Packet", (), {"pts": 0, "dts": 0, "segment": self.segment})()]
+
+    encoders = SegmentEncoders(Encoder, workers=2, segment_frames=1)
+    for index in range(3):
+        encoders.encode(type("Frame", (), {"segment": index})())
+    assert segment_2_done.wait(5), "segment 2 waited for the encoder busy with segment 0"
+    assert [packet.segment for packet in encoders.flush()] == [0, 1, 2]
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="per-thread priority is Linux's")
+def test_encoder_threads_yield_the_cpu_to_the_rest_of_the_process():
+    """The thread feeding the GPU must not wait for a core behind the encoders: theirs run niced."""
+    seen = []
+
+    class Encoder:
+        extradata = b"headers"
+
+        def encode(self, frame):
+            seen.append(os.getpriority(os.PRIO_PROCESS, threading.get_native_id()))
+            return []
+
+    ours = os.getpriority(os.PRIO_PROCESS, threading.get_native_id())
+    encoders = SegmentEncoders(Encoder, workers=2, segment_frames=2)
+    for _ in range(4):
+        encoders.encode(type("Frame", (), {})())
+    encoders.flush()
+    assert seen and set(seen) == {min(19, ours + ENCODER_NICENESS)}
+    assert os.getpriority(os.PRIO_PROCESS, threading.get_native_id()) == ours
 
 
 def test_parallel_plan_follows_the_cores_and_the_encoder():
