@@ -129,7 +129,7 @@ OPTION_HELP = {
     "pix_fmt": "Pixel format; auto (the default) picks the codec's usual one (yuv420p for h264).",
     "encoder": "auto uses the GPU's NVENC where it has one, else the CPU encoder.",
     "threads": "Encoder threads; 0 lets the encoder use every core.",
-    "parallel": "libx264 encoders working on 2-second segments at once; 0 picks one per 4 cores.",
+    "parallel": "libx264 encoders working on 2-second segments at once; 0 picks one per 2 cores (8+ cores).",
 }
 OPTION_CHOICES = {"container": tuple(CONTAINERS), "codec": tuple(CODECS), "preset": PRESETS, "encoder": ENCODERS}
 CONTAINER_EXTENSIONS = {f".{name}": name for name in CONTAINERS}
@@ -255,10 +255,15 @@ def usable_cores() -> int:
         return os.cpu_count() or 1
 
 
-def _auto_segments(cores: int) -> int:
-    """One encoder per 4 cores; below 8 cores one encoder alone. The fastest layout measured on 8 and 16 cores at
-    1280x720 (docs/benchmarks.md, "Encoder throughput"): fewer encoders with more threads each beat many with one."""
-    return max(1, cores // 4)
+def _auto_layout(cores: int) -> tuple[int, int]:
+    """Segment encoders and threads each: below 8 cores one encoder alone; from 8 up, one 4-thread encoder per 2
+    cores, twice as many encoder threads as cores. A segment encoder idles while it waits for frames or its
+    look-ahead, so fewer threads than that left cores idle on detailed content (35-40% idle at 16 cores); the
+    encoders run niced, so the extra threads never take the decoding thread's core. Fastest of the layouts measured
+    at 1280x720 on natural and on noise-like content (docs/benchmarks.md, "Encoder throughput")."""
+    if cores < 8:
+        return 1, 0
+    return cores // 2, 4
 
 
 def plan_parallel(settings: EncodeSettings, encoder: str, cores: int) -> tuple[int, int]:
@@ -267,10 +272,13 @@ def plan_parallel(settings: EncodeSettings, encoder: str, cores: int) -> tuple[i
         if settings.parallel > 1:
             log.warning("streamvae: parallel segments work with libx264 only; %s encodes alone", encoder)
         return 1, settings.threads
-    segments = settings.parallel or _auto_segments(cores)
+    if settings.parallel:
+        segments, threads = settings.parallel, max(1, cores // settings.parallel)
+    else:
+        segments, threads = _auto_layout(cores)
     if segments == 1:
         return 1, settings.threads
-    return segments, settings.threads or max(1, cores // segments)
+    return segments, settings.threads or threads
 
 
 def _software_options(codec: Codec, crf: Optional[int], preset: str) -> dict:

@@ -193,7 +193,7 @@ def test_parallel_plan_follows_the_cores_and_the_encoder():
         return plan_parallel(EncodeSettings(fps=16, **settings), "libx264", cores)
 
     assert plan(2) == (1, 0)  # too few cores to split
-    assert plan(8) == (2, 4) and plan(16) == (4, 4)
+    assert plan(8) == (4, 4) and plan(16) == (8, 4)
     assert plan(16, parallel=1) == (1, 0) and plan(8, parallel=4, threads=1) == (4, 1)
     assert plan_parallel(EncodeSettings(fps=16, parallel=4), "libx265", 16) == (1, 0)
     assert resolve(EncodeSettings(fps=24, parallel=2, encoder="software")).options["g"] == "48"
