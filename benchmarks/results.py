@@ -58,12 +58,21 @@ def rows_from_report(report: dict, *, host: str, commit: str, command: str, run:
 
 def rows_from_server_report(report: dict, *, commit: str, command: str) -> list[dict]:
     """One row per VAE and graph of the GPU server test (tests/host/test_gpu_server.py writes the report): seconds
-    from the server's own execution timestamps, the best of the timed rounds."""
+    from the server's own execution timestamps, the best of the timed rounds; for the streaming graphs also the
+    engine's own account of each timed run (`engine_stats`: decode against wall seconds, GPU busy), where the
+    report has it."""
     key = {"date": report["date"], "card": report["card"], "driver": report["driver"], "torch": report["torch"],
            "host": f"ComfyUI {report['host_release']}", "commit": commit, "command": command,
            "run": "GPU server test", "benchmark": "gpu_server"}
-    return [{**key, "case": SERVER_CASES[family], "path": graph, "server_seconds": min(times), "rounds": times}
-            for name, times in report["seconds"].items() for family, graph in [name.split("/")]]
+    engine_stats = report.get("engine_stats", {})
+    rows = []
+    for name, times in report["seconds"].items():
+        family, graph = name.split("/")
+        row = {**key, "case": SERVER_CASES[family], "path": graph, "server_seconds": min(times), "rounds": times}
+        if engine_stats.get(name):
+            row["engine_stats"] = engine_stats[name]
+        rows.append(row)
+    return rows
 
 
 def append(rows: Iterable[dict], path: Path = RESULTS) -> None:
