@@ -14,6 +14,7 @@ from typing import Iterator
 import comfy.model_management
 
 from ..streamvae import Cancelled, EncoderError, StreamVAEError
+from ..streamvae.errors import is_out_of_memory
 
 
 class StreamingNodeError(RuntimeError):
@@ -30,9 +31,9 @@ def user_facing_errors(action: str) -> Iterator[None]:
         raise comfy.model_management.InterruptProcessingException() from None
     except (StreamVAEError, EncoderError, comfy.model_management.InterruptProcessingException):
         raise
-    except comfy.model_management.OOM_EXCEPTION:
-        raise  # ComfyUI recognises OOM: it unloads models and adds its own tips
     except RuntimeError as error:
+        if is_out_of_memory(error):
+            raise  # ComfyUI recognises OOM: it unloads models and adds its own tips
         first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise StreamingNodeError(f"{action} failed: {first_line}") from error
 

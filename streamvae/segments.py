@@ -18,7 +18,7 @@ tail"). Halving segments towards the end (..., 32, 17, 8, 8) leave only a few fr
 
 The encoder threads run at a lower CPU priority than the rest of the process (Linux: nice +10 for these threads
 only; libx264's own threads, started from them, inherit it): when the encoders would take every core, the thread
-that feeds the GPU still gets one, so the decoder never waits on the encoder's CPU appetite.
+that feeds the GPU still gets one.
 
 Why the join is sound:
 - every encoder has the same settings, so the same sequence headers (SPS/PPS); each segment's header is checked

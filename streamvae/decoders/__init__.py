@@ -72,9 +72,10 @@ def _host_decoder(vae: Any, latent: torch.Tensor) -> ChunkDecoder:
         if decoder is not None:
             return decoder
         # Newer ComfyUI loads more video VAEs (TAEHV/lighttae, LTX, ...): they work, but not flat in memory.
-        log.warning("streamvae: %s is not a Wan 2.1/2.2 VAE, the kinds StreamVAE steps chunk by chunk; it decodes "
-                    "the whole video at once (memory grows with its length), then streams it to the encoder",
-                    type(vae.first_stage_model).__name__)
+        model = type(vae.first_stage_model)
+        log.warning("streamvae: %s.%s is not laid out as the Wan 2.1/2.2 video VAEs StreamVAE steps chunk by chunk; "
+                    "it decodes the whole video at once (memory grows with its length), then streams it to the "
+                    "encoder", model.__module__, model.__name__)
         load_comfy_vae(vae, latent)
         return GenericDecoder(vae, comfy=True)
     if is_diffusers_wan(vae):

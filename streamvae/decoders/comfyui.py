@@ -24,7 +24,7 @@ def wan_parts_from_comfy(model: torch.nn.Module) -> Optional[WanParts]:
         return None
     if module.__name__.endswith("vae2_2"):
         unpatchify = getattr(module, "unpatchify", None)
-        if unpatchify is None:
+        if unpatchify is None or not _is_wan22_video_decoder(model):
             return None
         return WanParts("wan2.2", model.conv2, model.decoder, model.z_dim, 16,
                         lambda x: unpatchify(x, patch_size=2))
@@ -37,6 +37,16 @@ def wan_parts_from_comfy(model: torch.nn.Module) -> Optional[WanParts]:
             return None
         return WanParts("wan2.1", model.conv2, model.decoder, model.z_dim, 8, None, per_step)
     return None
+
+
+def _is_wan22_video_decoder(model: torch.nn.Module) -> bool:
+    """Wan 2.2's video VAE: RGB through 2x2 patches (12 channels out of the head), temporal kernels of 3. Newer
+    ComfyUI builds other VAEs from the same class (Qwen-Image 2.1's: RGBA, no patches, temporal kernel 1), which
+    stepping and unpatchifying as Wan 2.2 would garble."""
+    head = getattr(getattr(model.decoder, "head", None), "__getitem__", None)
+    weight = getattr(head(-1), "weight", None) if head is not None else None
+    return (getattr(model, "patch_size", 2) == 2 and weight is not None and weight.ndim == 5
+            and weight.shape[0] == 3 * 2 * 2 and weight.shape[2] == 3)
 
 
 def comfy_chunk_decoder(vae: Any, latent: torch.Tensor) -> Optional[HostWanChunkDecoder]:

@@ -10,7 +10,7 @@ from typing import Any, Iterator
 
 import torch
 
-from ..errors import StreamVAEError
+from ..errors import StreamVAEError, is_out_of_memory
 from .base import ChunkDecoder
 
 FRAMES_PER_CHUNK = 4
@@ -33,9 +33,9 @@ class GenericDecoder(ChunkDecoder):
             self._decoded = None  # let the previous video go before decoding the next
             try:
                 out = self.vae.decode(latent)
-            except torch.cuda.OutOfMemoryError:
-                raise  # callers (ComfyUI) recognise it and react: unload models, retry tiled
             except (RuntimeError, ValueError, TypeError) as error:
+                if is_out_of_memory(error):
+                    raise  # callers (ComfyUI) recognise it and react: unload models, retry tiled
                 # Typically an image VAE (or another family) given a video latent: conv2d on a 5-D tensor.
                 first_line = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 raise StreamVAEError(

@@ -27,7 +27,7 @@ from typing import Callable, Iterator, Optional
 
 import torch
 
-from ..errors import StreamVAEError
+from ..errors import StreamVAEError, is_out_of_memory
 from ..latents import frames_from_latent_frames
 from .base import ChunkDecoder
 from .tiling import Tile, TileGrid
@@ -111,8 +111,9 @@ class WanChunkDecoder(ChunkDecoder, ABC):
                     delivered = frames.stop
                     yield from pixels
                 return
-            except torch.OutOfMemoryError:
-                pass
+            except RuntimeError as error:
+                if not is_out_of_memory(error):
+                    raise
             # Outside the except block, so the exception's frames (holding the failed step's tensors and the
             # old cache) are gone before the tiles allocate.
             grid = self._finer_grid(grid, x, delivered)

@@ -42,6 +42,26 @@ def test_comfy_chunks_equal_model_decode(comfy_wan_model):
     assert decoder.output_size(latent) == tuple(reference.shape[3:])
 
 
+def test_other_vaes_built_from_comfys_wan22_class_are_not_stepped_as_wan22(comfy):
+    """Newer ComfyUI builds Qwen-Image 2.1's VAE from vae2_2.WanVAE: no 2x2 patches, RGBA out, temporal kernel 1.
+    Unpatchified as Wan 2.2 it would come out garbled; it must go to the whole decode instead."""
+    from comfy.ldm.wan.vae import CausalConv3d
+    from comfy.ldm.wan.vae2_2 import WanVAE
+
+    from streamvae.decoders.comfyui import wan_parts_from_comfy
+    from support.tiny_vaes import tiny_comfy_wan_model
+
+    model = tiny_comfy_wan_model("wan2.2")
+    assert wan_parts_from_comfy(model).family == "wan2.2"
+    assert isinstance(model, WanVAE)
+    model.patch_size = 1  # what the newer class stores for this layout
+    assert wan_parts_from_comfy(model) is None
+    del model.patch_size
+    channels = model.decoder.head[-1].weight.shape[1]
+    model.decoder.head[-1] = CausalConv3d(channels, 4, (1, 3, 3), padding=(0, 1, 1))  # RGBA, temporal kernel 1
+    assert wan_parts_from_comfy(model) is None
+
+
 def test_comfy_vae_wrapper_uses_model_management(comfy):
     """ComfyUI's own VAE object (Wan 2.1 layout, full width): loaded through ComfyUI, decoded in chunks."""
     from benchmarks.synthetic import random_comfy_wan_vae

@@ -18,7 +18,7 @@ import torch
 import streamvae
 from streamvae.decoders import FastWanChunkDecoder, HostWanChunkDecoder, decoder_for
 from streamvae.decoders.tiling import MIN_SHARE, TileGrid
-from streamvae.errors import StreamVAEError
+from streamvae.errors import StreamVAEError, is_out_of_memory
 from support.tiny_vaes import cpu_decoder_of_comfy_model, latent_for, tiny_diffusers_vae
 
 LATENT_SIZE = 16  # latent pixels a side: room for 2x2 tiles of MIN_SHARE
@@ -29,7 +29,8 @@ class PretendGPU:
     is handed more than `max_pixels` latent pixels per step, once `from_frame` latent frames have been delivered
     (the consumer calls chunk_done() after each)."""
 
-    def __init__(self, decoder, max_pixels: int, from_frame: int = 0):
+    def __init__(self, decoder, max_pixels: int, from_frame: int = 0,
+                 error=lambda: torch.OutOfMemoryError("CUDA out of memory (pretend GPU)")):
         self.max_pixels, self.from_frame, self.frame, self.refusals = max_pixels, from_frame, 0, 0
         self.decoder_class = decoder if isinstance(decoder, type) else type(decoder)
         self.original = self.decoder_class._decode
@@ -38,7 +39,7 @@ class PretendGPU:
         def decode(decoder_self, x, cache, first):
             if pretend.frame >= pretend.from_frame and x.shape[-2] * x.shape[-1] > pretend.max_pixels:
                 pretend.refusals += 1
-                raise torch.OutOfMemoryError("CUDA out of memory (pretend GPU)")
+                raise error()
             return pretend.original(decoder_self, x, cache, first)
 
         self.decoder_class._decode = decode
@@ -117,6 +118,34 @@ def test_out_of_memory_mid_video_keeps_the_frames_before_and_goes_on_in_tiles(ar
     tiled_throughout = per_tile_reference(vae, latent, TileGrid(2, 2), mode)
     torch.testing.assert_close(switched[:, :, frames_before:], tiled_throughout[:, :, frames_before:],
                                atol=1e-5, rtol=1e-5)
+
+
+ACCELERATOR_ERROR = getattr(torch, "AcceleratorError", None)
+
+
+@pytest.mark.skipif(ACCELERATOR_ERROR is None, reason="this PyTorch has no AcceleratorError")
+@pytest.mark.parametrize("mode", MODES)
+def test_an_allocation_failure_reported_as_accelerator_error_backs_off_too(mode, caplog):
+    """Newer PyTorch reports some failed CUDA allocations as AcceleratorError, not OutOfMemoryError."""
+    vae = tiny_diffusers_vae("wan2.1")
+    latent = latent_for(vae, 3, LATENT_SIZE, LATENT_SIZE)
+    decoder = decoder_for(vae, latent, mode)
+    with caplog.at_level(logging.WARNING, logger="streamvae"), \
+            PretendGPU(decoder, max_pixels=200, error=lambda: ACCELERATOR_ERROR("CUDA error: out of memory")) as gpu:
+        decode(decoder, latent, gpu)
+    assert gpu.refusals == 1 and "going on in 2x1 spatial tiles" in caplog.text
+
+
+def test_other_failures_are_not_taken_for_out_of_memory():
+    vae = tiny_diffusers_vae("wan2.1")
+    latent = latent_for(vae, 3, LATENT_SIZE, LATENT_SIZE)
+    decoder = decoder_for(vae, latent)
+    with PretendGPU(decoder, max_pixels=200, error=lambda: RuntimeError("cuDNN error: bad param")) as gpu, \
+            pytest.raises(RuntimeError, match="bad param"):
+        decode(decoder, latent, gpu)
+    assert is_out_of_memory(torch.OutOfMemoryError("CUDA out of memory"))
+    if ACCELERATOR_ERROR is not None:
+        assert not is_out_of_memory(ACCELERATOR_ERROR("CUDA error: an illegal memory access was encountered"))
 
 
 def test_comfyui_wan_vae_backs_off_too(comfy_wan_model):

@@ -61,7 +61,8 @@ def test_taehv_decodes_whole_and_says_so(comfy, tmp_path, caplog):
     caplog.set_level(logging.INFO, logger="streamvae")
     assert isinstance(decoder_for(vae, latent), GenericDecoder)
     warnings = [record.getMessage() for record in caplog.records if record.levelno == logging.WARNING]
-    assert any("TAEHV is not a Wan 2.1/2.2 VAE" in line and "decodes the whole video at once" in line
+    assert any("taehv.TAEHV is not laid out as the Wan 2.1/2.2 video VAEs" in line
+               and "decodes the whole video at once" in line
                for line in warnings), caplog.text
 
     stats = decode_to_video(vae, latent, tmp_path / "taehv.mkv", container="mkv", codec="ffv1", pix_fmt="bgr0")
