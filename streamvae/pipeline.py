@@ -7,6 +7,7 @@ with encoding, so the control flow tested in CI is the one that runs on a GPU.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import queue
 import threading
@@ -132,6 +133,13 @@ def _check(cancel: Optional[Callable[[], bool]], writer: Optional[WriterThread])
         raise Cancelled("the decode was cancelled")
 
 
+def on_device(device: torch.device):
+    """Make `device` the current CUDA device while the decode runs. PyTorch's own kernels follow their tensors, but
+    Triton kernels, and events recorded on "the current stream", go to the current device: for a VAE on another
+    card than the current one (ComfyUI's Select VAE Device) they would run on, or order against, the wrong GPU."""
+    return torch.cuda.device(device) if device.type == "cuda" else contextlib.nullcontext()
+
+
 def run_to_consumer(source: FrameSource, consume: Callable[[np.ndarray], None], *, mode: str = "exact",
                     slots: int = 2, progress: Optional[Callable[[Progress], None]] = None,
                     cancel: Optional[Callable[[], bool]] = None, preview_width: int = 0,
@@ -154,7 +162,7 @@ def run_to_consumer(source: FrameSource, consume: Callable[[np.ndarray], None], 
     chunks = source.chunks
     finished = False
     try:
-        with torch.inference_mode():
+        with torch.inference_mode(), on_device(source.device):
             for chunk in _timed(chunks, clock):
                 for piece in _pieces(chunk, FRAMES_PER_SLOT):
                     slot = ring.acquire(lambda: _check(cancel, writer))
@@ -200,7 +208,8 @@ def iterate_host_chunks(source: FrameSource, *, mode: str = "exact", slots: int 
     try:
         while True:
             while len(in_flight) < slots:
-                with torch.inference_mode():  # per step: a generator must not leak the mode to its caller
+                # Per step: a generator must not leak the mode or the device to its caller.
+                with torch.inference_mode(), on_device(source.device):
                     piece = next(pieces, None)
                     if piece is None:
                         break

@@ -71,3 +71,19 @@ def test_comfyui_vae_on_the_gpu_streams_the_bytes_stock_comfyui_writes(comfy, ar
         ours = torch.cat(list(iter_frames(vae, latent))).numpy()
     assert vae.vae_dtype == torch.bfloat16 and vae.device.type == "cuda"
     assert np.array_equal(ours, stock_bytes)
+
+
+@pytest.mark.skipif(torch.cuda.device_count() < 2, reason="needs two CUDA GPUs")
+@pytest.mark.parametrize("mode", ["exact", "fast"])
+def test_a_vae_on_the_second_gpu_decodes_as_on_the_first(tmp_path, mode):
+    """ComfyUI's Select VAE Device puts a VAE on another card than the current one: Triton kernels and the copy
+    stream's ordering must follow the VAE, not the current device."""
+    latent = latent_for(tiny_diffusers_vae("wan2.1"), latent_frames=5, height=16, width=24)
+    first = tiny_diffusers_vae("wan2.1").to("cuda:0", torch.bfloat16)
+    second = tiny_diffusers_vae("wan2.1").to("cuda:1", torch.bfloat16)
+    assert torch.cuda.current_device() == 0
+    on_first = torch.cat(list(iter_frames(first, latent, mode=mode)))
+    on_second = torch.cat(list(iter_frames(second, latent, mode=mode)))
+    assert torch.equal(on_first, on_second)
+    stats = decode_to_video(second, latent, tmp_path / "second.mkv", fps=16, container="mkv", codec="ffv1", mode=mode)
+    assert np.array_equal(read_video(stats.path).frames, on_first.numpy())
