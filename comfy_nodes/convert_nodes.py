@@ -7,7 +7,7 @@ from comfy_api.latest import io
 
 from .errors import user_facing_errors
 from .frame_stream import FrameStream, FrameStreamSocket, image_stream
-from .image_frames import collect_images
+from .image_frames import collect_images, intermediate_dtype
 from .progress import ChunkProgress
 
 
@@ -35,7 +35,7 @@ class FrameStreamToImages(io.ComfyNode):
     def execute(cls, frames: FrameStream, start: int, count: int) -> io.NodeOutput:
         with user_facing_errors("decoding the frames"):
             images = collect_images(frames.open, frames.videos, comfy.model_management.intermediate_device(),
-                                    start=start, count=count, progress=ChunkProgress())
+                                    start=start, count=count, progress=ChunkProgress(), dtype=intermediate_dtype())
         return io.NodeOutput(images)
 
 

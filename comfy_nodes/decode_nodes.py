@@ -8,7 +8,7 @@ from ..streamvae.convert import MODES
 from ..streamvae.precision import PRECISIONS
 from .errors import user_facing_errors
 from .frame_stream import FrameStreamSocket, LatentFrameStream, latent_stream
-from .image_frames import collect_images
+from .image_frames import collect_images, intermediate_dtype
 from .progress import ChunkProgress
 
 MODE_TOOLTIP = ("exact: the same bytes as stock VAE Decode + Save Video. fast: StreamVAE's own Wan decoder, with fused "
@@ -72,6 +72,6 @@ class VAEDecodeAsync(io.ComfyNode):
             return io.NodeOutput(vae.decode(latent))
         with user_facing_errors("decoding the latent"):
             stream: LatentFrameStream = latent_stream(vae, samples, "exact")
-            images = collect_images(stream.open, stream.videos, vae.output_device,
-                                    progress=ChunkProgress())
+            images = collect_images(stream.open, stream.videos, vae.output_device, progress=ChunkProgress(),
+                                    dtype=intermediate_dtype())
         return io.NodeOutput(images)

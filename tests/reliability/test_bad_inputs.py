@@ -23,6 +23,7 @@ from streamvae.errors import EncoderError
 from streamvae.files import load_latent_file
 from streamvae.writer import VideoWriter
 
+from support.pack_modules import import_pack_module
 from support.process_checks import count_from_env
 from support.tiny_vaes import tiny_diffusers_vae
 from support.videos import read_video
@@ -250,14 +251,7 @@ def test_vae_of_another_family(tmp_path):
 
 @pytest.fixture(scope="module")
 def pack_output(tmp_path_factory):
-    """The save node's own naming (comfy_nodes/output_files.py) against ComfyUI's real folder_paths, in process.
-
-    The pack's modules use relative imports (`..streamvae`); they are loaded under a stand-in package name whose
-    `streamvae` is the engine already imported, without running the pack's __init__ (which registers nodes)."""
-    import importlib
-    import types
-
-    import streamvae
+    """The save node's own naming (comfy_nodes/output_files.py) against ComfyUI's real folder_paths, in process."""
     from streamvae.files import find_comfyui
 
     root = find_comfyui()
@@ -267,14 +261,7 @@ def pack_output(tmp_path_factory):
         sys.path.insert(0, str(root))
     import folder_paths
 
-    repo = Path(__file__).resolve().parents[2]
-    for name, path in (("streamvae_pack_under_test", repo), ("streamvae_pack_under_test.comfy_nodes",
-                                                             repo / "comfy_nodes")):
-        package = types.ModuleType(name)
-        package.__path__ = [str(path)]
-        sys.modules.setdefault(name, package)
-    sys.modules.setdefault("streamvae_pack_under_test.streamvae", streamvae)
-    module = importlib.import_module("streamvae_pack_under_test.comfy_nodes.output_files")
+    module = import_pack_module("comfy_nodes.output_files")
     output = tmp_path_factory.mktemp("prefix_output")
     previous = folder_paths.get_output_directory()
     folder_paths.set_output_directory(str(output))
