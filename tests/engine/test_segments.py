@@ -120,8 +120,11 @@ def test_abandoning_mid_stream_joins_the_encoders_and_removes_the_file(tmp_path)
     assert encoder_threads() == []
 
 
-def test_packets_come_back_in_segment_order_whatever_order_segments_finish():
-    class Encoder:  # segment 0 is the slow one: it finishes last
+def fake_encoder(on_flush=lambda segment: None):
+    """A stand-in for a PyAV encoder class: frames carry their segment; the flush calls `on_flush(segment)`, then
+    gives one packet of that segment."""
+
+    class Encoder:
         extradata = b"headers"
         segment = None
 
@@ -129,11 +132,15 @@ def test_packets_come_back_in_segment_order_whatever_order_segments_finish():
             if frame is not None:
                 self.segment = frame.segment
                 return []
-            if self.segment == 0:
-                threading.Event().wait(0.2)
+            on_flush(self.segment)
             return [type("Packet", (), {"pts": 0, "dts": 0, "segment": self.segment})()]
 
-    encoders = SegmentEncoders(Encoder, workers=3, segment_frames=2)
+    return Encoder
+
+
+def test_packets_come_back_in_segment_order_whatever_order_segments_finish():
+    slow_segment_0 = fake_encoder(lambda segment: segment == 0 and threading.Event().wait(0.2))  # finishes last
+    encoders = SegmentEncoders(slow_segment_0, workers=3, segment_frames=2)
     out = []
     for index in range(6):
         out += encoders.encode(type("Frame", (), {"segment": index // 2})())
@@ -146,21 +153,13 @@ def test_a_segment_goes_to_a_free_encoder_not_behind_a_busy_one():
     (round-robin would queue it behind segment 0, and the producer would wait on a busy encoder)."""
     segment_2_done = threading.Event()
 
-    class Encoder:
-        extradata = b"headers"
-        segment = None
+    def on_flush(segment):
+        if segment == 0:
+            segment_2_done.wait(5)
+        if segment == 2:
+            segment_2_done.set()
 
-        def encode(self, frame):
-            if frame is not None:
-                self.segment = frame.segment
-                return []
-            if self.segment == 0:
-                segment_2_done.wait(5)
-            if self.segment == 2:
-                segment_2_done.set()
-            return [type("Packet", (), {"pts": 0, "dts": 0, "segment": self.segment})()]
-
-    encoders = SegmentEncoders(Encoder, workers=2, segment_frames=1)
+    encoders = SegmentEncoders(fake_encoder(on_flush), workers=2, segment_frames=1)
     for index in range(3):
         encoders.encode(type("Frame", (), {"segment": index})())
     assert segment_2_done.wait(5), "segment 2 waited for the encoder busy with segment 0"
