@@ -43,8 +43,8 @@ def _is_wan22_video_decoder(model: torch.nn.Module) -> bool:
     """Wan 2.2's video VAE: RGB through 2x2 patches (12 channels out of the head), temporal kernels of 3. Newer
     ComfyUI builds other VAEs from the same class (Qwen-Image 2.1's: RGBA, no patches, temporal kernel 1), which
     stepping and unpatchifying as Wan 2.2 would garble."""
-    head = getattr(getattr(model.decoder, "head", None), "__getitem__", None)
-    weight = getattr(head(-1), "weight", None) if head is not None else None
+    head = getattr(model.decoder, "head", None)
+    weight = getattr(head[-1], "weight", None) if isinstance(head, torch.nn.Sequential) else None
     return (getattr(model, "patch_size", 2) == 2 and weight is not None and weight.ndim == 5
             and weight.shape[0] == 3 * 2 * 2 and weight.shape[2] == 3)
 
