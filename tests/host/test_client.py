@@ -276,7 +276,8 @@ def test_ctrl_c_interrupts_the_prompt_on_the_server_and_exits_130(comfy_server, 
     write_latent(comfy_server.tree.input / name, latent_frames=LONG_LATENT_FRAMES)
     command = [sys.executable, "-m", "streamvae", "run", *map(str, decode_only_args(name, "client/ctrlc")),
                "--server", comfy_server.url, "--out", str(tmp_path)]
-    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=host.REPO_ROOT)
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=host.REPO_ROOT,
+                               preexec_fn=host.ctrl_c_as_in_a_terminal)
     seen = ""
     while "VAE Decode (Streaming)" not in seen:  # decoding has started on the server
         line = process.stderr.readline()

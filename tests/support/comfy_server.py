@@ -107,6 +107,14 @@ def remove_model_files(tree: HostTree):
     shutil.rmtree(tree.models, ignore_errors=True)
 
 
+def ctrl_c_as_in_a_terminal():
+    """Popen's preexec_fn for a child that is stopped with Ctrl-C (SIGINT), as a user in a terminal would.
+
+    A child inherits an ignored SIGINT, and Python then never raises KeyboardInterrupt: pytest started in the
+    background (`pytest ... &`, nohup, some CI runners) ignores it, so without this the child would not stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _child_env() -> dict[str, str]:
     env = dict(os.environ)
     env["PYTHONDONTWRITEBYTECODE"] = "1"  # leave no __pycache__ in the (possibly shared) ComfyUI checkout
@@ -165,7 +173,8 @@ class ComfyServer:
     def start(self, timeout: float = 120) -> "ComfyServer":
         with open(self.log_path, "wb") as log:
             self.process = subprocess.Popen(self.command(), cwd=self.comfyui, env=_child_env(),
-                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT)
+                                            stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
+                                            preexec_fn=ctrl_c_as_in_a_terminal)
         try:
             self._wait_until_serving(timeout)
         except BaseException:  # including Ctrl-C: no fixture teardown would stop it otherwise
