@@ -279,12 +279,15 @@ def test_ctrl_c_interrupts_the_prompt_on_the_server_and_exits_130(comfy_server, 
     process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=host.REPO_ROOT,
                                preexec_fn=host.ctrl_c_as_in_a_terminal)
     seen = ""
-    while "VAE Decode (Streaming)" not in seen:  # decoding has started on the server
-        line = process.stderr.readline()
-        assert line, f"the client ended before decoding started: {seen}"
-        seen += line
-    process.send_signal(signal.SIGINT)
-    _, rest = process.communicate(timeout=60)
+    try:
+        while "VAE Decode (Streaming)" not in seen:  # decoding has started on the server
+            line = process.stderr.readline()
+            assert line, f"the client ended before decoding started: {seen}"
+            seen += line
+        process.send_signal(signal.SIGINT)
+        _, rest = process.communicate(timeout=60)
+    finally:  # a client that did not stop must not outlive the test
+        process.kill()
     assert process.returncode == 130, seen + rest
     assert "interrupted" in rest
     wait_for_idle(comfy_client)
