@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from support.comfy_server import REPO_ROOT, WAN21_VAE
+from streamvae.files import comfyui_release
+from support.comfy_server import REPO_ROOT, WAN21_VAE, ComfyServer
 from support.graphs import FRAMES as SUBGRAPH_FRAMES, subgraph_workflow
 from test_workflows_frontend import STARTUP_WORKFLOW_OPEN
 
@@ -73,15 +74,46 @@ def browser_graph(container: str, codec: str) -> dict:
     }
 
 
+# The newest frontend too, beside the one the host pins: newer ComfyUI releases pin newer frontends, and users update
+# the frontend package ahead of ComfyUI. .ci/setup-hosts unpacks it and .ci/run names its folder here.
+NEWEST_FRONTEND = os.environ.get("STREAMVAE_NEWEST_FRONTEND")
+# Older hosts lack the server routes today's frontends call; users of those releases run the frontend they pin.
+OLDEST_HOST_FOR_THE_NEWEST_FRONTEND = (0, 33)
+
+
+def release_tuple(comfyui: Path) -> tuple[int, ...]:
+    return tuple(int(part) for part in comfyui_release(comfyui).split(".") if part.isdigit())
+
+
+@pytest.fixture(scope="module")
+def newest_frontend_server(comfyui_path, comfy_tree):
+    if not NEWEST_FRONTEND:
+        pytest.skip("no newest frontend given: set STREAMVAE_NEWEST_FRONTEND to the static/ folder of a "
+                    "comfyui-frontend-package wheel (.ci/setup-hosts unpacks one)")
+    if release_tuple(comfyui_path) < OLDEST_HOST_FOR_THE_NEWEST_FRONTEND:
+        pytest.skip(f"ComfyUI {comfyui_release(comfyui_path)} is older than the releases today's frontend serves; "
+                    "its own pinned frontend is tested")
+    server = ComfyServer(comfyui_path, comfy_tree, extra_args=("--front-end-root", NEWEST_FRONTEND),
+                         log_name="server-newest-frontend.log").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture(params=["host's frontend", "newest frontend"])
+def page_server(request):
+    """The server whose page the browser opens: the host's own frontend, then the newest one."""
+    return request.getfixturevalue("comfy_server" if request.param == "host's frontend" else "newest_frontend_server")
+
+
 @pytest.fixture
-def page(comfy_server):
+def page(page_server):
     with playwright_sync.sync_playwright() as playwright:
         browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1400, "height": 800})
             errors = []
             page.on("pageerror", lambda error: errors.append(str(error)))
-            page.goto(comfy_server.url, wait_until="domcontentloaded")
+            page.goto(page_server.url, wait_until="domcontentloaded")
             page.wait_for_function("() => window.comfyAPI?.app?.app?.graph && "
                                    "window.LiteGraph?.registered_node_types?.StreamVAESaveVideo", timeout=60_000)
             page.wait_for_function(STARTUP_WORKFLOW_OPEN, timeout=60_000)
@@ -118,7 +150,7 @@ def assert_the_saved_video_plays(page):
 
 
 @pytest.mark.parametrize("vue_nodes", [False, True], ids=["classic nodes", "Vue nodes"])
-def test_live_stats_then_the_video_plays_in_the_node(page, comfy_server, vue_nodes):
+def test_live_stats_then_the_video_plays_in_the_node(page, page_server, comfy_server, vue_nodes):
     """In the classic canvas and with the frontend's Vue nodes ("Nodes 2.0"), which host DOM widgets and previews
     their own way."""
     if vue_nodes and frontend_version(page) < FIRST_WORKING_VUE_NODES:
@@ -148,9 +180,10 @@ def test_live_stats_then_the_video_plays_in_the_node(page, comfy_server, vue_nod
     assert page.text_content(".streamvae-stats").startswith("Done:")
     assert not [error for error in page.page_errors if "streamvae" in error.lower()], page.page_errors
 
-    screenshot = ARTIFACTS / ("graph-vue-nodes.png" if vue_nodes else "graph.png")
+    version = ".".join(map(str, frontend_version(page)))
+    screenshot = ARTIFACTS / f"graph{'-vue-nodes' if vue_nodes else ''}-frontend-{version}.png"
     page.screenshot(path=str(screenshot))
-    if os.environ.get("STREAMVAE_UPDATE_DOCS_SCREENSHOT") == "1" and not vue_nodes:
+    if os.environ.get("STREAMVAE_UPDATE_DOCS_SCREENSHOT") == "1" and not vue_nodes and page_server is comfy_server:
         DOCS_SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(screenshot, DOCS_SCREENSHOT)
 

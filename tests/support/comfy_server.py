@@ -138,13 +138,13 @@ class ComfyServer:
     """A `python main.py` subprocess on a free loopback port (`--cpu` unless gpu=True), its output in a log file."""
 
     def __init__(self, comfyui: Path, tree: HostTree, port: int | None = None, extra_args: tuple[str, ...] = (),
-                 gpu: bool = False):
+                 gpu: bool = False, log_name: str = "server.log"):
         self.comfyui = comfyui
         self.gpu = gpu
         self.tree = tree
         self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        self.log_path = tree.root / "server.log"
+        self.log_path = tree.root / log_name
         self.extra_args = tuple(extra_args)
         self.process: subprocess.Popen | None = None
 
