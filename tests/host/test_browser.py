@@ -81,8 +81,8 @@ NEWEST_FRONTEND = os.environ.get("STREAMVAE_NEWEST_FRONTEND")
 OLDEST_HOST_FOR_THE_NEWEST_FRONTEND = (0, 33)
 
 
-def release_tuple(comfyui: Path) -> tuple[int, ...]:
-    return tuple(int(part) for part in comfyui_release(comfyui).split(".") if part.isdigit())
+def version_tuple(version: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in version.split(".") if part.isdigit())
 
 
 @pytest.fixture(scope="module")
@@ -90,7 +90,7 @@ def newest_frontend_server(comfyui_path, comfy_tree):
     if not NEWEST_FRONTEND:
         pytest.skip("no newest frontend given: set STREAMVAE_NEWEST_FRONTEND to the static/ folder of a "
                     "comfyui-frontend-package wheel (.ci/setup-hosts unpacks one)")
-    if release_tuple(comfyui_path) < OLDEST_HOST_FOR_THE_NEWEST_FRONTEND:
+    if version_tuple(comfyui_release(comfyui_path)) < OLDEST_HOST_FOR_THE_NEWEST_FRONTEND:
         pytest.skip(f"ComfyUI {comfyui_release(comfyui_path)} is older than the releases today's frontend serves; "
                     "its own pinned frontend is tested")
     server = ComfyServer(comfyui_path, comfy_tree, extra_args=("--front-end-root", NEWEST_FRONTEND),
@@ -131,8 +131,7 @@ FIRST_VUE_NODES_WITH_A_PLAYER = (1, 48)
 
 
 def frontend_version(page) -> tuple[int, ...]:
-    version = page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ ?? '0'")
-    return tuple(int(part) for part in version.split(".") if part.isdigit())
+    return version_tuple(page.evaluate("() => window.__COMFYUI_FRONTEND_VERSION__ ?? '0'"))
 
 
 def playable_format(page) -> tuple[str, str]:
