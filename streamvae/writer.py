@@ -9,6 +9,7 @@ how the file is laid out and colour-described beyond the encoder (MP4 movflags, 
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 import math
@@ -153,6 +154,7 @@ class VideoWriter:
             frames = np.pad(frames, ((0, 0), (0, self.pad_y), (0, self.pad_x), (0, 0)), mode="edge")
         started = time.perf_counter()
         try:
+            self._check_folder_is_there()
             for image in frames:
                 frame = self._prepared_frame(image)
                 if self._segments is not None:
@@ -165,6 +167,13 @@ class VideoWriter:
             raise _encoder_error(self.path, error) from error
         finally:
             self.encode_seconds += time.perf_counter() - started
+
+    def _check_folder_is_there(self) -> None:
+        """Writes to a file whose folder was removed still succeed (the open file lives on, unnamed), so without
+        this the whole video would be encoded into nothing before the final rename failed. A stat per chunk."""
+        folder = self.temp_path.parent
+        if not folder.is_dir():
+            raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), str(folder))
 
     def _prepared_frame(self, image: np.ndarray):
         # from_ndarray copies into the frame's own planes, so the caller's slot is free once we return

@@ -6,34 +6,33 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 from support.graphs import error_message, saved_files, streaming_prompt
 from support.process_checks import snapshot
 from support.videos import partial_files, read_video
 
-LONG_FRAMES = 17
 FREE_BYTES = 12 * 1024
 
 
 def test_output_subfolder_removed_mid_run(rel_client, rel_server):
     output = rel_server.tree.output
     folder = output / "removed"
-    # The folder goes while the temporary file is being written in it. On a fast machine a short video can finish
-    # before the first progress message is read (a 129-frame one did in CI), so longer ones are tried until the
-    # removal lands mid-run; once it does, the run stops at its next write, so only a miss pays for the length.
-    for frames in (LONG_FRAMES, 129, 1025, 4097):
+    # The folder goes once the temporary file is in it. The file appears with the first encoded packet, after the
+    # save node's first progress, so the file itself is watched for. A video can end before it is seen (a fast
+    # machine), so a longer one is tried then; once the removal lands, the run stops at its next chunk.
+    for frames in (129, 1025):  # a caught run stops early, so only a miss pays for the length
         prompt_id = rel_client.queue(streaming_prompt("wan21", filename_prefix="removed/clip",
                                                       latent={"frames": frames}))
-        # value 0 may come as the node starts, before the file is opened: wait for the first frames.
-        progress = rel_client.wait_for_progress(prompt_id, "save", timeout=600, at_least=1)
-        writing = progress is not None and any(".partial" in path.name for path in folder.glob("*"))
+        writing = wait_for_temporary_file(rel_client, prompt_id, folder)
         shutil.rmtree(folder, ignore_errors=True)
         run = rel_client.wait(prompt_id, timeout=600)
         if writing:
             break
-    assert writing, (f"never caught the prompt mid-write, even at {frames} frames: {progress} {run.types[-4:]} "
-                     f"{run.status}")
+    assert writing, f"never caught the prompt mid-write, even at {frames} frames: {run.types[-4:]} {run.status}"
 
+    saved = [data["value"] for data in run.of_type("progress") if data["node"] == "save"]
+    assert max(saved) < frames, "the video was encoded to its end into the removed folder"
     assert run.status == "error"
     message = error_message(run)
     assert "the output folder was removed while writing" in message and "No file was left behind" in message, \
@@ -48,6 +47,20 @@ def test_output_subfolder_removed_mid_run(rel_client, rel_server):
     assert after.status == "success", after.of_type("execution_error")
     (path,) = saved_files(after, output)
     assert len(read_video(path).frames) == 5
+
+
+def wait_for_temporary_file(client, prompt_id: str, folder, timeout: float = 600) -> bool:
+    """Poll until the writer's temporary file is in folder (True) or the prompt has ended (False)."""
+    deadline = time.monotonic() + timeout
+    polls = 0
+    while time.monotonic() < deadline:
+        if any(".partial" in path.name for path in folder.glob("*")):
+            return True
+        polls += 1
+        if polls % 50 == 0 and client.get_json(f"/history/{prompt_id}"):
+            return False
+        time.sleep(0.01)
+    raise AssertionError(f"prompt {prompt_id} neither wrote into {folder} nor ended within {timeout:.0f} s")
 
 
 def test_disk_full_mid_run(tight_client, tight_server):
