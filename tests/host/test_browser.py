@@ -90,8 +90,9 @@ def newest_frontend_server(comfyui_path, comfy_tree):
     if not NEWEST_FRONTEND:
         pytest.skip("no newest frontend given: set STREAMVAE_NEWEST_FRONTEND to the static/ folder of a "
                     "comfyui-frontend-package wheel (.ci/setup-hosts unpacks one)")
-    if version_tuple(comfyui_release(comfyui_path)) < OLDEST_HOST_FOR_THE_NEWEST_FRONTEND:
-        pytest.skip(f"ComfyUI {comfyui_release(comfyui_path)} is older than the releases today's frontend serves; "
+    release = comfyui_release(comfyui_path)
+    if version_tuple(release) < OLDEST_HOST_FOR_THE_NEWEST_FRONTEND:
+        pytest.skip(f"ComfyUI {release} is older than the releases today's frontend serves; "
                     "its own pinned frontend is tested")
     server = ComfyServer(comfyui_path, comfy_tree, extra_args=("--front-end-root", NEWEST_FRONTEND),
                          log_name="server-newest-frontend.log").start()

@@ -54,7 +54,7 @@ def wait_for_temporary_file(client, prompt_id: str, folder, timeout: float = 600
     deadline = time.monotonic() + timeout
     polls = 0
     while time.monotonic() < deadline:
-        if any(".partial" in path.name for path in folder.glob("*")):
+        if partial_files(folder):
             return True
         polls += 1
         if polls % 50 == 0 and client.get_json(f"/history/{prompt_id}"):
